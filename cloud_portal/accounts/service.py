@@ -1,0 +1,195 @@
+"""Accounts: sign-in with throttling, and adding, disabling and re-roling people."""
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import timedelta
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import Select, func, select
+
+from cloud_portal.accounts.models import (ALL_ROLES, PLATFORM_ROLES, TENANT_ROLES, SignInAttempt, User,
+                                          new_session_token)
+from cloud_portal.audit import service as audit
+from cloud_portal.errors import InvalidInput, NotFound, NotPermitted, SignInThrottled
+from cloud_portal.extensions import db
+from cloud_portal.tenants.models import Tenant
+from cloud_portal.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+MIN_PASSWORD_LENGTH = 12
+
+
+def normalise_email(email: str) -> str:
+    """Validate an e-mail address's syntax (no DNS look-up) and return it lower-cased."""
+    try:
+        return validate_email((email or "").strip(), check_deliverability=False).normalized.lower()
+    except EmailNotValidError as exc:
+        raise InvalidInput(f"{email!r} is not a valid e-mail address: {exc}") from None
+
+
+def check_password_strength(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(f"The password must be at least {MIN_PASSWORD_LENGTH} characters long.")
+
+
+def generate_password() -> str:
+    return secrets.token_urlsafe(12)
+
+
+def _recent_failures(column, value: str, since) -> int:  # type: ignore[no-untyped-def]
+    return db.session.scalar(select(func.count()).select_from(SignInAttempt).where(
+        column == value, SignInAttempt.succeeded.is_(False), SignInAttempt.at >= since)) or 0
+
+
+def authenticate(email: str, password: str, remote_addr: str, *, max_failures: int,
+                 window_seconds: int) -> User | None:
+    """Return the user if the credentials are right and the account is active, else None.
+
+    Raises SignInThrottled when ``max_failures`` failures for this e-mail (or four times as
+    many from this address) happened within the window; the attempt is not even checked then,
+    so a correct guess during the block does not help an attacker.  The caller commits.
+    """
+    email = (email or "").strip().lower()[:254]
+    since = utcnow() - timedelta(seconds=window_seconds)
+    if (_recent_failures(SignInAttempt.email, email, since) >= max_failures
+            or _recent_failures(SignInAttempt.remote_addr, remote_addr, since) >= 4 * max_failures):
+        minutes = max(1, window_seconds // 60)
+        raise SignInThrottled(
+            f"Too many failed sign-in attempts. Wait {minutes} minutes and try again, "
+            "or ask your administrator to reset your password.", retry_after_seconds=window_seconds)
+    user = db.session.scalar(select(User).where(User.email == email))
+    ok = user is not None and user.active and user.check_password(password)
+    db.session.add(SignInAttempt(email=email, remote_addr=remote_addr[:64], succeeded=ok))
+    if not ok:
+        log.info("failed sign-in for %s from %s", email, remote_addr)
+        return None
+    assert user is not None
+    user.last_sign_in_at = utcnow()
+    return user
+
+
+def load_user_by_session_token(token: str) -> User | None:
+    return db.session.scalar(select(User).where(User.session_token == token, User.active.is_(True)))
+
+
+def _check_role_for_tenant(role: str, tenant: Tenant) -> None:
+    if role not in ALL_ROLES:
+        raise InvalidInput(f"{role!r} is not a role; choose one of {', '.join(ALL_ROLES)}.")
+    allowed = PLATFORM_ROLES if tenant.is_platform else TENANT_ROLES
+    if role not in allowed:
+        raise InvalidInput(f"Role {role!r} cannot be held in {tenant.name_en}; "
+                           f"choose one of {', '.join(allowed)}.")
+
+
+def add_user(actor: User | None, *, email: str, display_name: str, role: str, tenant: Tenant,
+             password: str | None = None) -> tuple[User, str]:
+    """Create an account; returns (user, password). ``actor`` None means the CLI/system.
+
+    The caller commits.  A generated password is returned so it can be shown once.
+    """
+    if actor is not None and role not in actor.assignable_roles(tenant):
+        raise NotPermitted("You may not add people with that role to that tenant.")
+    _check_role_for_tenant(role, tenant)
+    email = normalise_email(email)
+    display_name = (display_name or "").strip()
+    if not 1 <= len(display_name) <= 120:
+        raise InvalidInput("The name must be between 1 and 120 characters.")
+    if db.session.scalar(select(User.id).where(User.email == email)) is not None:
+        raise InvalidInput(f"An account for {email} already exists.")
+    password = password or generate_password()
+    check_password_strength(password)
+    user = User(email=email, display_name=display_name, role=role, tenant_id=tenant.id, active=True)
+    user.set_password(password)
+    db.session.add(user)
+    db.session.flush()
+    audit.record(actor, "user.add", "user", email, tenant_id=tenant.id,
+                 after={"role": role, "display_name": display_name})
+    log.info("user %s added to %s as %s by %s", email, tenant.slug, role,
+             actor.email if actor else "system")
+    return user, password
+
+
+def get_user_by_email(email: str) -> User:
+    user = db.session.scalar(select(User).where(User.email == (email or "").strip().lower()))
+    if user is None:
+        raise NotFound(f"No account with e-mail {email!r}.")
+    return user
+
+
+def set_role(actor: User | None, user: User, role: str) -> None:
+    """Change someone's role; their sessions end so the new rights apply at once."""
+    if actor is not None:
+        if not actor.can_manage_user(user) or role not in actor.assignable_roles(user.tenant):
+            raise NotPermitted("You may not give that role to this person.")
+        if actor.id == user.id:
+            raise NotPermitted("You cannot change your own role; ask another administrator.")
+    _check_role_for_tenant(role, user.tenant)
+    if user.role == role:
+        return
+    audit.record(actor, "user.set_role", "user", user.email, tenant_id=user.tenant_id,
+                 before={"role": user.role}, after={"role": role})
+    user.role = role
+    user.session_token = new_session_token()
+
+
+def set_active(actor: User | None, user: User, active: bool) -> None:
+    """Disable (ending every session of the user at once) or re-enable an account."""
+    if actor is not None:
+        if not actor.can_manage_user(user):
+            raise NotPermitted("You may not change this person's account.")
+        if actor.id == user.id and not active:
+            raise NotPermitted("You cannot disable your own account.")
+    if user.active == active:
+        return
+    audit.record(actor, "user.enable" if active else "user.disable", "user", user.email,
+                 tenant_id=user.tenant_id, before={"active": user.active}, after={"active": active})
+    user.active = active
+    user.session_token = new_session_token()
+
+
+def reset_password(actor: User | None, user: User, password: str | None = None) -> str:
+    """Set a new password (generated if not given) and end the user's sessions."""
+    if actor is not None and not actor.can_manage_user(user):
+        raise NotPermitted("You may not reset this person's password.")
+    password = password or generate_password()
+    check_password_strength(password)
+    user.set_password(password)
+    audit.record(actor, "user.reset_password", "user", user.email, tenant_id=user.tenant_id)
+    return password
+
+
+def visible_users_query(viewer: User) -> Select[tuple[User]]:
+    """People ``viewer`` may manage: everyone for platform admins, own tenant for tenant admins."""
+    query = select(User).join(User.tenant).order_by(Tenant.name_en, User.email)
+    if viewer.is_platform_admin:
+        return query
+    if viewer.is_tenant_admin:
+        return query.where(User.tenant_id == viewer.tenant_id)
+    raise NotPermitted("Only administrators can manage people.")
+
+
+DEMO_DOMAIN = "demo.cwmwl.cymru"
+
+
+def demo_email(role: str, tenant_slug: str) -> str:
+    return f"{role.replace('_', '-')}.{tenant_slug}@{DEMO_DOMAIN}"
+
+
+def create_demo_accounts() -> list[tuple[str, str, str]]:
+    """One account per role per tenant (platform roles on the platform tenant).
+
+    Returns (email, role, password) for accounts created now; existing ones are left alone
+    (their password was printed when they were made; `cloud-portal users reset-password` sets a new one).
+    """
+    created = []
+    tenants = db.session.scalars(select(Tenant).where(Tenant.active.is_(True)).order_by(Tenant.id))
+    for tenant in tenants:
+        for role in (PLATFORM_ROLES if tenant.is_platform else TENANT_ROLES):
+            email = demo_email(role, tenant.slug)
+            if db.session.scalar(select(User.id).where(User.email == email)) is not None:
+                continue
+            name = f"{role.replace('_', ' ').title()} ({tenant.name_en})"
+            user, password = add_user(None, email=email, display_name=name[:120], role=role, tenant=tenant)
+            created.append((user.email, role, password))
+    return created

@@ -1,0 +1,268 @@
+"""The ``cloud-portal`` command line: init, check, tenants sync, users, demo data, worker."""
+from __future__ import annotations
+
+import secrets
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+from flask import Flask
+
+from cloud_portal.errors import PortalError
+
+ROLE_CHOICE = click.Choice(["member", "tenant_admin", "platform_admin", "finance"])
+
+
+def _app(**override: Any) -> Flask:
+    import os
+
+    from cloud_portal import create_app
+    # Commands print their own results; the service log is for servers unless asked for.
+    override.setdefault("LOG_LEVEL", os.environ.get("CLOUD_PORTAL_LOG_LEVEL", "WARNING"))
+    try:
+        return create_app(override or None)
+    except PortalError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _run(fn: Callable[[], Any], **override: Any) -> Any:
+    """Run ``fn`` in an app context; portal errors become a one-line message and exit code 1."""
+    from cloud_portal.extensions import db
+    app = _app(**override)
+    with app.app_context():
+        try:
+            return fn()
+        except PortalError as exc:
+            db.session.rollback()
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Cwmwl Cymru portal administration."""
+
+
+@main.command()
+def init() -> None:
+    """Create the instance folder and bring the database schema to the newest version."""
+    from cloud_portal import config, default_instance_path
+    instance = default_instance_path()
+    instance.mkdir(parents=True, exist_ok=True)
+    cfg = instance / config.INSTANCE_CONFIG_NAME
+    if not cfg.exists():
+        # A per-installation key, so sessions survive restarts and are shared by all workers.
+        cfg.write_text(f"SECRET_KEY = {secrets.token_urlsafe(48)!r}\n")
+        cfg.chmod(0o600)
+        click.echo(f"wrote {cfg} with a new SECRET_KEY")
+
+    def upgrade() -> None:
+        from cloud_portal.db_schema import upgrade_to_head
+        upgrade_to_head()
+    _run(upgrade)
+    click.echo("database schema is up to date")
+
+
+@main.command()
+@click.option("--tenants", "tenants_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="tenants.yaml to check (default: the configured TENANTS_FILE).")
+def check(tenants_file: Path | None) -> None:
+    """Validate tenants.yaml; exits non-zero and lists every problem if it is wrong."""
+    from cloud_portal.tenants.config_file import load_tenants_file
+    app = _app()
+    path = tenants_file or Path(app.config["TENANTS_FILE"])
+    try:
+        doc = load_tenants_file(path)
+    except PortalError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    click.echo(f"{path}: OK ({len(doc.tenants)} tenants, {len(doc.data_halls)} data halls, "
+               f"{len(doc.catalog.vm_sizes)} VM sizes, {len(doc.catalog.desktops)} desktop templates)")
+
+
+@main.group()
+def tenants() -> None:
+    """Tenants from tenants.yaml."""
+
+
+@tenants.command("sync")
+@click.option("--tenants", "tenants_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="tenants.yaml to apply (default: the configured TENANTS_FILE).")
+def tenants_sync(tenants_file: Path | None) -> None:
+    """Apply tenants.yaml to the database (idempotent: a second run changes nothing)."""
+    from flask import current_app
+
+    from cloud_portal.extensions import db
+    from cloud_portal.tenants.config_file import load_tenants_file
+    from cloud_portal.tenants.service import sync_tenants
+
+    def sync() -> None:
+        doc = load_tenants_file(tenants_file or current_app.config["TENANTS_FILE"])
+        report = sync_tenants(doc)
+        db.session.commit()
+        for line in report.lines():
+            click.echo(line)
+    _run(sync)
+
+
+@tenants.command("list")
+def tenants_list() -> None:
+    """List tenants."""
+    from cloud_portal.tenants.service import list_tenants
+
+    def show() -> None:
+        for t in list_tenants():
+            click.echo(f"{t.slug:20} {t.cost_centre:16} {','.join(t.allowed_halls) or '-':20} {t.name_en}")
+    _run(show)
+
+
+@main.group()
+def users() -> None:
+    """Accounts: add, change role, disable, enable, reset password, list."""
+
+
+def _tenant(slug: str):  # type: ignore[no-untyped-def]
+    from cloud_portal.errors import NotFound
+    from cloud_portal.tenants.service import get_tenant_by_slug
+    tenant = get_tenant_by_slug(slug)
+    if tenant is None or not tenant.active:
+        raise NotFound(f"No tenant {slug!r}; `cloud-portal tenants list` shows them "
+                       "(run `cloud-portal tenants sync` first on a new database).")
+    return tenant
+
+
+@users.command("add")
+@click.argument("email")
+@click.option("--name", "display_name", required=True, help="Full name shown in the portal.")
+@click.option("--role", required=True, type=ROLE_CHOICE)
+@click.option("--tenant", "tenant_slug", required=True, help="Tenant slug, or 'platform'.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input "
+              "instead of generating one.")
+def users_add(email: str, display_name: str, role: str, tenant_slug: str, password_stdin: bool) -> None:
+    """Add an account; prints the generated password once."""
+    from cloud_portal.accounts.service import add_user
+    from cloud_portal.extensions import db
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else None
+
+    def add() -> None:
+        user, pw = add_user(None, email=email, display_name=display_name, role=role,
+                            tenant=_tenant(tenant_slug), password=password)
+        db.session.commit()
+        click.echo(f"added {user.email} ({role}, {tenant_slug})")
+        if not password_stdin:
+            click.echo(f"password: {pw}")
+    _run(add)
+
+
+def _change(email: str, change: Callable[[Any], str]) -> None:
+    from cloud_portal.accounts.service import get_user_by_email
+    from cloud_portal.extensions import db
+
+    def apply() -> None:
+        message = change(get_user_by_email(email))
+        db.session.commit()
+        click.echo(message)
+    _run(apply)
+
+
+@users.command("set-role")
+@click.argument("email")
+@click.argument("role", type=ROLE_CHOICE)
+def users_set_role(email: str, role: str) -> None:
+    """Change an account's role (ends its sessions)."""
+    from cloud_portal.accounts.service import set_role
+
+    def change(user: Any) -> str:
+        set_role(None, user, role)
+        return f"{user.email} is now {role}"
+    _change(email, change)
+
+
+@users.command("disable")
+@click.argument("email")
+def users_disable(email: str) -> None:
+    """Disable an account and end its sessions."""
+    from cloud_portal.accounts.service import set_active
+
+    def change(user: Any) -> str:
+        set_active(None, user, False)
+        return f"{user.email} disabled"
+    _change(email, change)
+
+
+@users.command("enable")
+@click.argument("email")
+def users_enable(email: str) -> None:
+    """Let a disabled account sign in again."""
+    from cloud_portal.accounts.service import set_active
+
+    def change(user: Any) -> str:
+        set_active(None, user, True)
+        return f"{user.email} enabled"
+    _change(email, change)
+
+
+@users.command("reset-password")
+@click.argument("email")
+def users_reset_password(email: str) -> None:
+    """Set a new generated password (printed once) and end the account's sessions."""
+    from cloud_portal.accounts.service import reset_password
+
+    def change(user: Any) -> str:
+        return f"new password for {user.email}: {reset_password(None, user)}"
+    _change(email, change)
+
+
+@users.command("list")
+@click.option("--tenant", "tenant_slug", help="Only this tenant's accounts.")
+def users_list(tenant_slug: str | None) -> None:
+    """List accounts."""
+    from sqlalchemy import select
+
+    from cloud_portal.accounts.models import User
+    from cloud_portal.extensions import db
+
+    def show() -> None:
+        query = select(User).order_by(User.email)
+        if tenant_slug:
+            query = query.where(User.tenant_id == _tenant(tenant_slug).id)
+        for u in db.session.scalars(query):
+            click.echo(f"{u.email:50} {u.role:15} {u.tenant.slug:20} {'active' if u.active else 'disabled'}")
+    _run(show)
+
+
+@main.command("demo-accounts")
+def demo_accounts() -> None:
+    """Create one demo account per role per tenant; prints new passwords once."""
+    from cloud_portal.accounts.service import create_demo_accounts
+    from cloud_portal.extensions import db
+
+    def create() -> None:
+        created = create_demo_accounts()
+        db.session.commit()
+        if not created:
+            click.echo("demo accounts already exist (use `cloud-portal users reset-password EMAIL` "
+                       "for a new password)")
+        for email, role, password in created:
+            click.echo(f"  {email:55} {role:15} {password}")
+    _run(create)
+
+
+@main.command()
+@click.option("--threads", type=click.IntRange(1, 64), help="Worker threads (default: WORKER_THREADS).")
+def worker(threads: int | None) -> None:
+    """Run the queue consumer (jobs and periodic tasks)."""
+    from cloud_portal.jobs.queue import huey, set_worker_app
+    app = _app()
+    if app.config["QUEUE_IMMEDIATE"]:
+        raise click.ClickException("QUEUE_IMMEDIATE is set: jobs run inline, there is nothing to consume")
+    set_worker_app(app)
+    consumer = huey.create_consumer(workers=threads or int(app.config["WORKER_THREADS"]),
+                                    worker_type="thread", periodic=True, check_worker_health=True)
+    click.echo(f"worker consuming from {type(huey.storage).__name__} with "
+               f"{threads or app.config['WORKER_THREADS']} threads")
+    consumer.run()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,110 @@
+"""Settings: built-in defaults, then the instance config file, then ``CLOUD_PORTAL_*`` variables.
+
+Every setting is listed in :data:`DEFAULTS` with its type; the README's configuration
+reference is written from this table.  Environment values are parsed with the type of
+the default, so ``CLOUD_PORTAL_SIGNIN_MAX_FAILURES=3`` becomes the integer 3.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from cloud_portal.errors import InvalidConfig
+
+ENV_PREFIX = "CLOUD_PORTAL_"
+#: Instance config file name inside the instance folder (Python syntax, UPPER_CASE names).
+INSTANCE_CONFIG_NAME = "portal.cfg"
+
+DEFAULTS: dict[str, Any] = {
+    #: "development" or "production"; production refuses to start without a real SECRET_KEY.
+    "ENV": "development",
+    "SECRET_KEY": None,
+    #: SQLAlchemy URL; empty means SQLite file ``portal.db`` in the instance folder.
+    "DATABASE_URL": "",
+    #: Huey storage: empty = SQLite file ``queue.db`` in the instance folder, or ``redis://…``.
+    "QUEUE_URL": "",
+    #: Run queued jobs inline instead of via a worker (tests only).
+    "QUEUE_IMMEDIATE": False,
+    "WORKER_THREADS": 4,
+    #: Path of tenants.yaml (tenants, catalog, rate card).
+    "TENANTS_FILE": "tenants.yaml",
+    #: openstacksdk clouds.yaml and the cloud name inside it.
+    "CLOUDS_YAML": "",
+    "CLOUD_NAME": "cwmwl-sandbox",
+    #: Sign-in throttling: this many failures for one e-mail (or 4x that from one address)
+    #: within the window blocks further attempts until the window has passed.
+    "SIGNIN_MAX_FAILURES": 5,
+    "SIGNIN_WINDOW_SECONDS": 900,
+    #: Languages offered in the switch; the first is the default.
+    "LANGUAGES": "en,cy",
+    #: Cookie flags; SESSION_COOKIE_SECURE defaults to True in production.
+    "SESSION_COOKIE_SECURE": None,
+    "SESSION_LIFETIME_SECONDS": 8 * 3600,
+    "LOG_LEVEL": "INFO",
+}
+
+_DEV_SECRET_MARKERS = {"", "dev", "change-me", "changeme", "secret", "development"}
+
+
+#: Settings whose environment value is a yes/no flag.
+BOOLEAN_SETTINGS = {"QUEUE_IMMEDIATE", "SESSION_COOKIE_SECURE"}
+
+
+def _parse_env_value(name: str, raw: str, default: Any) -> Any:
+    if name in BOOLEAN_SETTINGS:
+        lowered = raw.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        raise InvalidConfig(f"{ENV_PREFIX}{name}={raw!r}: expected true or false")
+    if isinstance(default, int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise InvalidConfig(f"{ENV_PREFIX}{name}={raw!r}: expected a whole number") from None
+    return raw
+
+
+def load_settings(instance_path: Path, override: Mapping[str, Any] | None = None,
+                  environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Return the merged settings: defaults → instance file → environment → override."""
+    environ = os.environ if environ is None else environ
+    settings = dict(DEFAULTS)
+    config_file = instance_path / INSTANCE_CONFIG_NAME
+    if config_file.is_file():
+        namespace: dict[str, Any] = {}
+        try:
+            exec(compile(config_file.read_text(), str(config_file), "exec"), namespace)  # noqa: S102 - operator-owned file
+        except Exception as exc:  # a syntax error in the file must name the file
+            raise InvalidConfig(f"{config_file}: cannot be read: {exc}") from exc
+        settings.update({k: v for k, v in namespace.items() if k.isupper()})
+    for key, default in DEFAULTS.items():
+        raw = environ.get(ENV_PREFIX + key)
+        if raw is not None:
+            settings[key] = _parse_env_value(key, raw, default)
+    if override:
+        settings.update(override)
+    return settings
+
+
+def check_settings(settings: Mapping[str, Any]) -> None:
+    """Refuse settings that would be unsafe or cannot work, with a message saying what to set."""
+    env = settings["ENV"]
+    if env not in {"development", "production", "testing"}:
+        raise InvalidConfig(f"ENV={env!r}: expected development, production or testing")
+    if env == "production":
+        key = settings.get("SECRET_KEY") or ""
+        if str(key).strip().lower() in _DEV_SECRET_MARKERS or len(str(key)) < 32:
+            raise InvalidConfig(
+                "Refusing to start in production without a real SECRET_KEY: set "
+                f"{ENV_PREFIX}SECRET_KEY to a random value of at least 32 characters "
+                "(for example: python -c 'import secrets; print(secrets.token_urlsafe(48))')."
+            )
+    for key in ("SIGNIN_MAX_FAILURES", "SIGNIN_WINDOW_SECONDS", "WORKER_THREADS"):
+        if int(settings[key]) < 1:
+            raise InvalidConfig(f"{key}={settings[key]!r}: must be at least 1")
+    queue_url = settings.get("QUEUE_URL") or ""
+    if queue_url and not queue_url.startswith(("redis://", "rediss://", "unix://")):
+        raise InvalidConfig(f"QUEUE_URL={queue_url!r}: expected empty (SQLite) or a redis:// URL")

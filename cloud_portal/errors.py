@@ -1,0 +1,38 @@
+"""One exception family for the portal; web and CLI turn these into messages a person can act on."""
+from __future__ import annotations
+
+
+class PortalError(Exception):
+    """Base of every error the portal raises on purpose. ``str(exc)`` is safe to show to users."""
+
+
+class NotPermitted(PortalError):
+    """The acting user may not do this."""
+
+
+class NotFound(PortalError):
+    """The thing asked for does not exist (or is not visible to the acting user)."""
+
+
+class InvalidInput(PortalError):
+    """A value supplied by a person or a client failed validation."""
+
+
+class InvalidConfig(PortalError):
+    """A configuration file or setting is wrong; the message names the file, path and fix."""
+
+
+class QuotaExceeded(PortalError):
+    """Accepting the request would take a tenant or user over a limit."""
+
+
+class ProvisioningFailed(PortalError):
+    """The cloud could not carry out a change; the message is in plain words."""
+
+
+class SignInThrottled(PortalError):
+    """Too many failed sign-ins; carries how long to wait."""
+
+    def __init__(self, message: str, retry_after_seconds: int) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds

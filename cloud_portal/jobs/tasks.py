@@ -1,0 +1,32 @@
+"""Queue tasks. Each takes ids, checks state first, calls one domain service and commits."""
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from huey import crontab
+from sqlalchemy import delete
+
+from cloud_portal.accounts.models import SignInAttempt
+from cloud_portal.extensions import db
+from cloud_portal.jobs.queue import huey, with_app_context
+from cloud_portal.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+
+@huey.periodic_task(crontab(minute="*"))
+def worker_heartbeat() -> None:
+    """Leave the time in the queue storage so /healthz can tell a worker is consuming."""
+    huey.put("worker-heartbeat", utcnow().isoformat())
+
+
+@huey.periodic_task(crontab(minute="17", hour="3"))
+@with_app_context
+def prune_sign_in_attempts() -> int:
+    """Drop sign-in attempts older than 30 days (throttling looks back minutes, audit is elsewhere)."""
+    cutoff = utcnow() - timedelta(days=30)
+    result = db.session.execute(delete(SignInAttempt).where(SignInAttempt.at < cutoff))
+    db.session.commit()
+    log.info("pruned %s old sign-in attempts", result.rowcount)  # type: ignore[attr-defined]
+    return int(result.rowcount)  # type: ignore[attr-defined]

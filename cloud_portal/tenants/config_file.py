@@ -1,0 +1,327 @@
+"""Reading and validating ``tenants.yaml``.
+
+Every problem is reported as ``<file>: <path>: <what is wrong>``, where path is written
+the way a person finds it in the file, e.g. ``tenants[3].quotas.vcpus``.  All problems
+are collected, so one run of ``cloud-portal check`` lists everything to fix.
+"""
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError,
+                      field_validator)
+
+from cloud_portal.errors import InvalidConfig
+
+SLUG_RE = re.compile(r"^[a-z][a-z0-9-]{1,38}[a-z0-9]$")
+FLAVOR_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+COST_CENTRE_RE = re.compile(r"^[A-Z0-9][A-Z0-9-]{1,38}$")
+MAX_GBP = Decimal("100000")
+
+PositiveInt = Annotated[StrictInt, Field(gt=0, le=10_000_000)]
+Name = Annotated[StrictStr, Field(min_length=2, max_length=200)]
+
+
+def _money(value: Any) -> Decimal:
+    """Amounts are written as strings or numbers like 30.00; floats are refused (money is exact)."""
+    if isinstance(value, bool) or isinstance(value, float):
+        raise ValueError(f"write the amount in quotes, e.g. \"{value}\", so it is read exactly")
+    try:
+        amount = Decimal(str(value).strip())
+    except Exception:
+        raise ValueError(f"{value!r} is not an amount in pounds, e.g. \"30.00\"") from None
+    if not amount.is_finite() or amount < 0 or amount > MAX_GBP:
+        raise ValueError(f"{value!r} must be an amount between 0 and {MAX_GBP} pounds")
+    return amount
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataHall(Strict):
+    key: StrictStr
+    name_en: Name
+    name_cy: Name
+
+    @field_validator("key")
+    @classmethod
+    def _slug(cls, v: str) -> str:
+        if not SLUG_RE.match(v):
+            raise ValueError(f"{v!r} must be lowercase letters, digits and dashes (3-40 characters)")
+        return v
+
+
+class Quotas(Strict):
+    instances: PositiveInt
+    vcpus: PositiveInt
+    #: RAM in MiB
+    ram_mib: PositiveInt
+    #: Disk in GB
+    disk_gb: PositiveInt
+    desktops: Annotated[StrictInt, Field(ge=0, le=10_000_000)]
+
+
+class PerUserQuotas(Strict):
+    instances: PositiveInt | None = None
+    vcpus: PositiveInt | None = None
+    ram_mib: PositiveInt | None = None
+    disk_gb: PositiveInt | None = None
+    desktops: Annotated[StrictInt, Field(ge=0, le=10_000_000)] | None = None
+
+
+class Approval(Strict):
+    #: GBP a month; requests estimated above this wait for a tenant admin.
+    monthly_cost_over: Decimal
+    vcpus_over: Annotated[StrictInt, Field(ge=0, le=10_000)]
+
+    _money = field_validator("monthly_cost_over", mode="before")(classmethod(lambda cls, v: _money(v)))
+
+
+class TenantEntry(Strict):
+    slug: StrictStr
+    name_en: Name
+    name_cy: Name
+    cost_centre: StrictStr
+    data_halls: Annotated[list[StrictStr], Field(min_length=1)]
+    quotas: Quotas
+    per_user_quotas: PerUserQuotas = PerUserQuotas()
+    approval: Approval
+
+    @field_validator("slug")
+    @classmethod
+    def _slug(cls, v: str) -> str:
+        if not SLUG_RE.match(v):
+            raise ValueError(f"{v!r} must be lowercase letters, digits and dashes (3-40 characters)")
+        return v
+
+    @field_validator("cost_centre")
+    @classmethod
+    def _cost_centre(cls, v: str) -> str:
+        if not COST_CENTRE_RE.match(v):
+            raise ValueError(f"{v!r} must be capital letters, digits and dashes, e.g. TOR-IT-4410")
+        return v
+
+
+class Platform(Strict):
+    name_en: Name
+    name_cy: Name
+    cost_centre: StrictStr
+
+
+class FlavorSpec(Strict):
+    key: StrictStr
+    name_en: Name
+    name_cy: Name
+    flavor: StrictStr
+    vcpus: Annotated[StrictInt, Field(gt=0, le=256)]
+    ram_mib: Annotated[StrictInt, Field(ge=256, le=4_194_304)]
+    disk_gb: Annotated[StrictInt, Field(gt=0, le=65_536)]
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, v: str) -> str:
+        if not SLUG_RE.match(v):
+            raise ValueError(f"{v!r} must be lowercase letters, digits and dashes (3-40 characters)")
+        return v
+
+    @field_validator("flavor")
+    @classmethod
+    def _flavor(cls, v: str) -> str:
+        if not FLAVOR_RE.match(v):
+            raise ValueError(f"{v!r} is not a flavor name (letters, digits, '.', '_', '-')")
+        return v
+
+
+class VmSizeEntry(FlavorSpec):
+    pass
+
+
+class DesktopEntry(FlavorSpec):
+    image: StrictStr
+    #: Flat price per user per month, GBP.
+    monthly_price: Decimal
+
+    _money = field_validator("monthly_price", mode="before")(classmethod(lambda cls, v: _money(v)))
+
+
+class ImageEntry(Strict):
+    key: StrictStr
+    name: Name
+    os_image: StrictStr
+    min_disk_gb: Annotated[StrictInt, Field(ge=0, le=65_536)]
+    kind: Literal["vm", "desktop"]
+
+
+class Catalog(Strict):
+    vm_sizes: Annotated[list[VmSizeEntry], Field(min_length=1)]
+    images: Annotated[list[ImageEntry], Field(min_length=1)]
+    desktops: list[DesktopEntry] = []
+
+
+class RateCard(Strict):
+    currency: Literal["GBP"]
+    vcpu_hour: Decimal
+    ram_gb_hour: Decimal
+    disk_gb_month: Decimal
+
+    _money = field_validator("vcpu_hour", "ram_gb_hour", "disk_gb_month", mode="before")(
+        classmethod(lambda cls, v: _money(v)))
+
+
+class TenantsFile(Strict):
+    version: Literal[1]
+    platform: Platform
+    data_halls: Annotated[list[DataHall], Field(min_length=1)]
+    tenants: Annotated[list[TenantEntry], Field(min_length=1)]
+    catalog: Catalog
+    rate_card: RateCard
+
+
+def _format_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += ("." if path else "") + str(part)
+    return path or "(top level)"
+
+
+def _describe(error: dict[str, Any]) -> str:
+    kind = error["type"]
+    given = error.get("input")
+    if kind == "missing":
+        return "is required but missing"
+    if kind == "extra_forbidden":
+        return "is not a known key (check the spelling)"
+    if kind in {"int_type", "int_parsing"}:
+        return f"must be a whole number (got {given!r})"
+    if kind in {"string_type"}:
+        return f"must be text (got {given!r})"
+    if kind in {"list_type"}:
+        return f"must be a list (got {given!r})"
+    if kind in {"model_type", "model_attributes_type", "dict_type"}:
+        return f"must be a mapping of keys to values (got {given!r})"
+    if kind == "greater_than":
+        return f"must be greater than {error['ctx']['gt']} (got {given!r})"
+    if kind == "greater_than_equal":
+        return f"must be at least {error['ctx']['ge']} (got {given!r})"
+    if kind in {"less_than_equal", "less_than"}:
+        limit = error["ctx"].get("le", error["ctx"].get("lt"))
+        return f"must be at most {limit} (got {given!r})"
+    if kind == "too_short":
+        return "must not be empty" if error["ctx"].get("min_length") == 1 and not isinstance(given, str) \
+            else f"is too short (got {given!r})"
+    if kind == "string_too_short":
+        return f"must be at least {error['ctx']['min_length']} characters (got {given!r})"
+    if kind == "string_too_long":
+        return f"must be at most {error['ctx']['max_length']} characters"
+    if kind == "literal_error":
+        return f"must be {error['ctx']['expected']} (got {given!r})"
+    if kind == "value_error":
+        return str(error["msg"]).removeprefix("Value error, ")
+    return f"{error['msg']} (got {given!r})"
+
+
+def _cross_check(doc: TenantsFile) -> list[tuple[str, str]]:
+    """Rules that involve more than one entry; returns (path, message) pairs."""
+    problems: list[tuple[str, str]] = []
+
+    def unique(items: list[Any], attr: str, where: str) -> None:
+        seen: dict[str, int] = {}
+        for i, item in enumerate(items):
+            value = getattr(item, attr)
+            if value in seen:
+                problems.append((f"{where}[{i}].{attr}",
+                                 f"{value!r} is used twice (also at {where}[{seen[value]}])"))
+            seen.setdefault(value, i)
+
+    unique(doc.data_halls, "key", "data_halls")
+    unique(doc.tenants, "slug", "tenants")
+    unique(doc.catalog.vm_sizes, "key", "catalog.vm_sizes")
+    unique(doc.catalog.images, "key", "catalog.images")
+    unique(doc.catalog.desktops, "key", "catalog.desktops")
+    halls = {h.key for h in doc.data_halls}
+    for i, tenant in enumerate(doc.tenants):
+        if tenant.slug == "platform":
+            problems.append((f"tenants[{i}].slug", "'platform' is reserved for the shared IT service"))
+        for j, hall in enumerate(tenant.data_halls):
+            if hall not in halls:
+                problems.append((f"tenants[{i}].data_halls[{j}]",
+                                 f"{hall!r} is not a data hall (known: {', '.join(sorted(halls))})"))
+        if len(set(tenant.data_halls)) != len(tenant.data_halls):
+            problems.append((f"tenants[{i}].data_halls", "lists a data hall twice"))
+        if tenant.quotas.desktops > tenant.quotas.instances:
+            problems.append((f"tenants[{i}].quotas.desktops",
+                             f"{tenant.quotas.desktops} desktops exceeds the tenant's "
+                             f"{tenant.quotas.instances} instances (desktops count as instances)"))
+        for resource, per_user in tenant.per_user_quotas.model_dump().items():
+            if per_user is not None and per_user > getattr(tenant.quotas, resource):
+                problems.append((f"tenants[{i}].per_user_quotas.{resource}",
+                                 f"per-user limit {per_user} is above the tenant limit "
+                                 f"{getattr(tenant.quotas, resource)}"))
+    flavors: dict[str, tuple[str, tuple[int, int, int]]] = {}
+    specs = [(f"catalog.vm_sizes[{i}]", s) for i, s in enumerate(doc.catalog.vm_sizes)]
+    specs += [(f"catalog.desktops[{i}]", d) for i, d in enumerate(doc.catalog.desktops)]
+    for where, spec in specs:
+        shape = (spec.vcpus, spec.ram_mib, spec.disk_gb)
+        if spec.flavor in flavors and flavors[spec.flavor][1] != shape:
+            problems.append((f"{where}.flavor", f"flavor {spec.flavor!r} is defined with other "
+                             f"vCPUs/RAM/disk at {flavors[spec.flavor][0]}"))
+        flavors.setdefault(spec.flavor, (where, shape))
+    images = {img.key: img for img in doc.catalog.images}
+    for i, desktop in enumerate(doc.catalog.desktops):
+        image = images.get(desktop.image)
+        if image is None:
+            problems.append((f"catalog.desktops[{i}].image",
+                             f"{desktop.image!r} is not an image key in catalog.images"))
+        elif image.kind != "desktop":
+            problems.append((f"catalog.desktops[{i}].image",
+                             f"{desktop.image!r} is a VM image; desktops need an image of kind 'desktop'"))
+        elif image.min_disk_gb > desktop.disk_gb:
+            problems.append((f"catalog.desktops[{i}].disk_gb",
+                             f"{desktop.disk_gb} GB is smaller than image {image.key!r} needs "
+                             f"({image.min_disk_gb} GB)"))
+        if desktop.monthly_price <= 0:
+            problems.append((f"catalog.desktops[{i}].monthly_price", "must be more than 0"))
+    return problems
+
+
+def parse_tenants_text(text: str, source: str) -> TenantsFile:
+    """Parse and validate tenants.yaml content; raise InvalidConfig listing every problem."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(unknown place)"
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise InvalidConfig(f"{source}: {where}: not valid YAML: {reason}") from None
+    if not isinstance(raw, dict):
+        raise InvalidConfig(f"{source}: (top level): must be a mapping with keys version, platform, "
+                            "data_halls, tenants, catalog, rate_card")
+    try:
+        doc = TenantsFile.model_validate(raw)
+    except ValidationError as exc:
+        lines = [f"{source}: {_format_path(e['loc'])}: {_describe(e)}" for e in exc.errors()]  # type: ignore[arg-type]
+        raise InvalidConfig("\n".join(lines)) from None
+    problems = _cross_check(doc)
+    if problems:
+        raise InvalidConfig("\n".join(f"{source}: {path}: {msg}" for path, msg in problems))
+    return doc
+
+
+def load_tenants_file(path: str | Path) -> TenantsFile:
+    """Read and validate a tenants.yaml file; raise InvalidConfig naming the file on any problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidConfig(f"{path}: file not found (set CLOUD_PORTAL_TENANTS_FILE or pass --tenants)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidConfig(f"{path}: cannot be read: {exc}") from None
+    return parse_tenants_text(text, str(path))

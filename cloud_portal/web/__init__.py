@@ -1,0 +1,106 @@
+"""Web layer: one blueprint per audience, plus shared error handling and security headers."""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, TypeVar
+
+from flask import Flask, abort, flash, g, render_template, request
+from flask_babel import get_locale
+from flask_babel import gettext as _
+from flask_login import current_user, login_required
+from flask_wtf.csrf import CSRFError
+
+from cloud_portal.errors import NotFound, NotPermitted
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def roles_required(*roles: str) -> Callable[[F], F]:
+    """Signed-in users holding one of ``roles``; anyone else gets 403 (anonymous: the sign-in page)."""
+
+    def decorator(view: F) -> F:
+        @functools.wraps(view)
+        @login_required
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if current_user.role not in roles:
+                abort(403)
+            return view(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorator
+
+
+def flash_error(exc: Exception) -> None:
+    flash(str(exc), "error")
+
+
+def register_web(app: Flask) -> None:
+    from cloud_portal.web.admin import bp as admin_bp
+    from cloud_portal.web.auth import bp as auth_bp
+    from cloud_portal.web.finance import bp as finance_bp
+    from cloud_portal.web.ops import bp as ops_bp
+    from cloud_portal.web.ops import count_request
+    from cloud_portal.web.portal import bp as portal_bp
+
+    for bp in (auth_bp, portal_bp, admin_bp, finance_bp, ops_bp):
+        app.register_blueprint(bp)
+
+    @app.context_processor
+    def inject_globals() -> dict[str, Any]:
+        from cloud_portal import languages
+        return {"current_locale": str(get_locale() or "en"), "languages": languages(),
+                "role_label": role_label}
+
+    @app.before_request
+    def remember_start() -> None:
+        import time
+        g.request_started = time.perf_counter()
+
+    @app.after_request
+    def security_headers(response):  # type: ignore[no-untyped-def]
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+            "frame-ancestors 'none'; form-action 'self'")
+        if request.endpoint and request.endpoint != "ops.metrics":
+            count_request(response.status_code)
+        return response
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc: CSRFError):  # type: ignore[no-untyped-def]
+        message = _("This form has expired or did not come from this site. Go back, reload the page "
+                    "and try again.")
+        return render_template("errors/error.html", code=400, title=_("Form not accepted"),
+                               message=message), 400
+
+    @app.errorhandler(NotPermitted)
+    @app.errorhandler(403)
+    def forbidden(exc: Exception):  # type: ignore[no-untyped-def]
+        message = str(exc) if isinstance(exc, NotPermitted) else _(
+            "Your role does not allow you to see this page. If you need it, ask your administrator.")
+        return render_template("errors/error.html", code=403, title=_("Not allowed"), message=message), 403
+
+    @app.errorhandler(NotFound)
+    @app.errorhandler(404)
+    def not_found(exc: Exception):  # type: ignore[no-untyped-def]
+        return render_template("errors/error.html", code=404, title=_("Page not found"),
+                               message=_("There is nothing at this address.")), 404
+
+    @app.errorhandler(405)
+    def method_not_allowed(exc: Exception):  # type: ignore[no-untyped-def]
+        return render_template("errors/error.html", code=405, title=_("Not allowed"),
+                               message=_("This address does not accept that kind of request.")), 405
+
+
+def role_label(role: str) -> str:
+    labels = {
+        "member": _("Member"),
+        "tenant_admin": _("Tenant administrator"),
+        "platform_admin": _("Platform administrator"),
+        "finance": _("Finance"),
+    }
+    return labels.get(role, role)

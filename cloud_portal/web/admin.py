@@ -1,0 +1,145 @@
+"""Administration: people (tenant admins for their tenant, platform admins for all) and the audit log."""
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import get_locale
+from flask_babel import gettext as _
+from flask_login import current_user
+from sqlalchemy import select
+
+from cloud_portal.accounts import service as accounts
+from cloud_portal.accounts.models import User
+from cloud_portal.audit.service import visible_events_query
+from cloud_portal.errors import PortalError
+from cloud_portal.extensions import db
+from cloud_portal.tenants.models import Tenant
+from cloud_portal.tenants.service import list_tenants
+from cloud_portal.web import flash_error, role_label, roles_required
+from cloud_portal.web.forms import AddUserForm, ConfirmForm, SetRoleForm
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+ADMINS = ("tenant_admin", "platform_admin")
+PAGE_SIZE = 50
+
+
+def _manageable_tenants() -> list[Tenant]:
+    if current_user.is_platform_admin:
+        return list_tenants(include_platform=True)
+    return [current_user.tenant]
+
+
+def _load_user_for_change(user_id: int) -> User:
+    """Load a user the current admin may manage, or 404 (not 403: don't reveal other tenants' people)."""
+    user = db.session.get(User, user_id)
+    if user is None or not current_user.can_manage_user(user):
+        abort(404)
+    return user
+
+
+def _role_choices(tenants: list[Tenant]) -> list[tuple[str, str]]:
+    roles: list[str] = []
+    for tenant in tenants:
+        roles += [r for r in current_user.assignable_roles(tenant) if r not in roles]
+    return [(r, role_label(r)) for r in roles]
+
+
+@bp.route("/users", methods=["GET", "POST"])
+@roles_required(*ADMINS)
+def users():  # type: ignore[no-untyped-def]
+    tenants = _manageable_tenants()
+    form = AddUserForm()
+    locale = str(get_locale() or "en")
+    form.tenant.choices = [(t.id, t.display_name(locale)) for t in tenants]
+    form.role.choices = _role_choices(tenants)
+    status = 200
+    if form.validate_on_submit():
+        tenant = next((t for t in tenants if t.id == form.tenant.data), None)
+        if tenant is None:
+            abort(404)
+        try:
+            user, password = accounts.add_user(current_user, email=form.email.data or "",
+                                               display_name=form.display_name.data or "",
+                                               role=form.role.data or "", tenant=tenant)
+        except PortalError as exc:
+            db.session.rollback()
+            flash_error(exc)
+            status = 400
+        else:
+            db.session.commit()
+            flash(_("Added %(email)s. Their first password is %(password)s — give it to them "
+                    "privately; it is not shown again.", email=user.email, password=password), "success")
+            return redirect(url_for("admin.users"))
+    elif request.method == "POST":
+        status = 400
+    page = max(1, request.args.get("page", 1, type=int))
+    query = accounts.visible_users_query(current_user)
+    people = db.paginate(query, page=page, per_page=PAGE_SIZE, error_out=False)
+    role_forms = {}
+    for person in people.items:
+        role_form = SetRoleForm(prefix=f"u{person.id}", formdata=None, data={"role": person.role})
+        role_form.role.choices = [(r, role_label(r)) for r in current_user.assignable_roles(person.tenant)]
+        role_forms[person.id] = role_form
+    return render_template("admin/users.html", form=form, people=people, role_forms=role_forms,
+                           confirm=ConfirmForm()), status
+
+
+@bp.route("/users/<int:user_id>/role", methods=["POST"])
+@roles_required(*ADMINS)
+def set_role(user_id: int):  # type: ignore[no-untyped-def]
+    user = _load_user_for_change(user_id)
+    form = SetRoleForm(prefix=f"u{user.id}")
+    form.role.choices = [(r, role_label(r)) for r in current_user.assignable_roles(user.tenant)]
+    if not form.validate_on_submit():
+        flash(_("Choose one of the roles offered."), "error")
+        return redirect(url_for("admin.users"))
+    try:
+        accounts.set_role(current_user, user, form.role.data or "")
+    except PortalError as exc:
+        db.session.rollback()
+        flash_error(exc)
+    else:
+        db.session.commit()
+        flash(_("%(email)s is now: %(role)s.", email=user.email, role=role_label(user.role)), "success")
+    return redirect(url_for("admin.users"))
+
+
+@bp.route("/users/<int:user_id>/<any(disable, enable):change>", methods=["POST"])
+@roles_required(*ADMINS)
+def set_active(user_id: int, change: str):  # type: ignore[no-untyped-def]
+    user = _load_user_for_change(user_id)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    try:
+        accounts.set_active(current_user, user, change == "enable")
+    except PortalError as exc:
+        db.session.rollback()
+        flash_error(exc)
+    else:
+        db.session.commit()
+        if change == "enable":
+            flash(_("%(email)s can sign in again.", email=user.email), "success")
+        else:
+            flash(_("%(email)s is disabled and has been signed out everywhere.", email=user.email), "success")
+    return redirect(url_for("admin.users"))
+
+
+@bp.route("/users/<int:user_id>/reset-password", methods=["POST"])
+@roles_required(*ADMINS)
+def reset_password(user_id: int):  # type: ignore[no-untyped-def]
+    user = _load_user_for_change(user_id)
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    password = accounts.reset_password(current_user, user)
+    db.session.commit()
+    flash(_("New password for %(email)s: %(password)s — give it to them privately; it is not shown again.",
+            email=user.email, password=password), "success")
+    return redirect(url_for("admin.users"))
+
+
+@bp.route("/audit")
+@roles_required(*ADMINS)
+def audit_log():  # type: ignore[no-untyped-def]
+    page = max(1, request.args.get("page", 1, type=int))
+    events = db.paginate(visible_events_query(current_user), page=page, per_page=PAGE_SIZE, error_out=False)
+    tenant_names = dict(db.session.execute(select(Tenant.id, Tenant.slug)).all())
+    return render_template("admin/audit.html", events=events, tenant_names=tenant_names)

@@ -1,0 +1,1 @@
+"""Agentless ML2 mechanism driver for the Cwmwl Cymru sandbox cloud."""
