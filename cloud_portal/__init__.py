@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from flask import Flask, request, session
 from sqlalchemy import event
@@ -89,7 +90,6 @@ def create_app(config_override: Mapping[str, Any] | None = None) -> Flask:
     from cloud_portal.jobs.queue import configure_queue
     configure_queue(app)
     import cloud_portal.jobs.tasks  # noqa: F401  (registers tasks with the queue)
-
     from cloud_portal.web import register_web
     register_web(app)
     return app

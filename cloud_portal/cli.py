@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import secrets
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 from flask import Flask
@@ -252,8 +253,10 @@ def demo_accounts() -> None:
 @click.option("--threads", type=click.IntRange(1, 64), help="Worker threads (default: WORKER_THREADS).")
 def worker(threads: int | None) -> None:
     """Run the queue consumer (jobs and periodic tasks)."""
+    import os
+
     from cloud_portal.jobs.queue import huey, set_worker_app
-    app = _app()
+    app = _app(LOG_LEVEL=os.environ.get("CLOUD_PORTAL_LOG_LEVEL", "INFO"))
     if app.config["QUEUE_IMMEDIATE"]:
         raise click.ClickException("QUEUE_IMMEDIATE is set: jobs run inline, there is nothing to consume")
     set_worker_app(app)

@@ -7,8 +7,9 @@ the default, so ``CLOUD_PORTAL_SIGNIN_MAX_FAILURES=3`` becomes the integer 3.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from cloud_portal.errors import InvalidConfig
 

@@ -82,7 +82,7 @@ class User(db.Model):  # type: ignore[name-defined]
     def is_tenant_admin(self) -> bool:
         return self.role == ROLE_TENANT_ADMIN
 
-    def can_manage_user(self, other: "User") -> bool:
+    def can_manage_user(self, other: User) -> bool:
         """Platform admins manage everyone; tenant admins manage their own tenant's people."""
         if not self.active:
             return False

@@ -8,8 +8,7 @@ from datetime import timedelta
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Select, func, select
 
-from cloud_portal.accounts.models import (ALL_ROLES, PLATFORM_ROLES, TENANT_ROLES, SignInAttempt, User,
-                                          new_session_token)
+from cloud_portal.accounts.models import ALL_ROLES, PLATFORM_ROLES, TENANT_ROLES, SignInAttempt, User, new_session_token
 from cloud_portal.audit import service as audit
 from cloud_portal.errors import InvalidInput, NotFound, NotPermitted, SignInThrottled
 from cloud_portal.extensions import db

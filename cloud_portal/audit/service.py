@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 SYSTEM_ACTOR = "system"
 
 
-def record(actor: "User | None", action: str, target_type: str, target_id: Any, *,
+def record(actor: User | None, action: str, target_type: str, target_id: Any, *,
            tenant_id: int | None, before: dict[str, Any] | None = None,
            after: dict[str, Any] | None = None, actor_label: str | None = None) -> AuditEvent:
     """Add an audit event to the current transaction (the caller commits with its change)."""
@@ -29,7 +29,7 @@ def record(actor: "User | None", action: str, target_type: str, target_id: Any, 
     return event
 
 
-def visible_events_query(viewer: "User") -> Select[tuple[AuditEvent]]:
+def visible_events_query(viewer: User) -> Select[tuple[AuditEvent]]:
     """Events ``viewer`` may read, newest first: all for platform admins, own tenant's for tenant admins."""
     if not viewer.can_view_audit:
         raise NotPermitted("Only administrators can read the audit log.")

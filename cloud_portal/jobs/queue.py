@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from flask import Flask, has_app_context
 from huey import Huey
@@ -17,8 +18,29 @@ from huey.storage import RedisStorage, SqliteStorage
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
+
+
+class PortalHuey(Huey):
+    """Huey whose storage is opened on first use, so building the app touches no file or server."""
+
+    _storage: Any = None
+
+    @property  # type: ignore[override]
+    def storage(self) -> Any:
+        if self._storage is None:
+            filename = self.storage_kwargs.get("filename")
+            if filename:
+                Path(filename).parent.mkdir(parents=True, exist_ok=True)
+            self._storage = self.create_storage()
+        return self._storage
+
+    @storage.setter
+    def storage(self, value: Any) -> None:
+        self._storage = value
+
+
 # Immediate (in-memory) until configure_queue runs, so importing never touches storage.
-huey = Huey("cloud_portal", immediate=True, utc=True)
+huey = PortalHuey("cloud_portal", immediate=True, utc=True)
 _worker_app: Flask | None = None
 
 
@@ -35,7 +57,7 @@ def configure_queue(app: Flask) -> None:
         huey.storage_class = SqliteStorage
         huey.storage_kwargs = {"filename": str(Path(app.instance_path) / "queue.db")}
     huey._immediate = False  # set directly: the property would recreate memory storage
-    huey.storage = huey.create_storage()
+    huey.storage = None  # opened on first use
 
 
 def set_worker_app(app: Flask) -> None:
@@ -63,7 +85,7 @@ def queue_status() -> dict[str, Any]:
     """Whether the queue storage answers, and how many tasks wait; used by /healthz and /metrics."""
     try:
         pending = huey.pending_count()
-    except Exception as exc:  # storage down: report, don't raise
+    except Exception as exc:  # noqa: BLE001 - storage down: report, don't raise
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
     backend = "immediate" if huey.immediate else type(huey.storage).__name__
     heartbeat = None if huey.immediate else huey.get("worker-heartbeat", peek=True)

@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError,
-                      field_validator)
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator
 
 from cloud_portal.errors import InvalidConfig
 
@@ -32,7 +31,7 @@ def _money(value: Any) -> Decimal:
         raise ValueError(f"write the amount in quotes, e.g. \"{value}\", so it is read exactly")
     try:
         amount = Decimal(str(value).strip())
-    except Exception:
+    except ArithmeticError:
         raise ValueError(f"{value!r} is not an amount in pounds, e.g. \"30.00\"") from None
     if not amount.is_finite() or amount < 0 or amount > MAX_GBP:
         raise ValueError(f"{value!r} must be an amount between 0 and {MAX_GBP} pounds")

@@ -55,7 +55,7 @@ def _jsonable(changes: dict[str, tuple[Any, Any]], side: int) -> dict[str, Any]:
 
 
 def _sync_rows(model: Any, key_attr: str, wanted: dict[str, dict[str, Any]], label: str,
-               report: SyncReport, actor: "User | None") -> None:
+               report: SyncReport, actor: User | None) -> None:
     existing = {getattr(row, key_attr): row for row in db.session.scalars(select(model))}
     for key, values in wanted.items():
         row = existing.get(key)
@@ -79,7 +79,7 @@ def _sync_rows(model: Any, key_attr: str, wanted: dict[str, dict[str, Any]], lab
 
 
 def _sync_quota_limits(tenant: Tenant, scope: str, limits: dict[str, int | None],
-                       report: SyncReport, actor: "User | None") -> None:
+                       report: SyncReport, actor: User | None) -> None:
     existing = {q.resource: q for q in db.session.scalars(
         select(QuotaLimit).where(QuotaLimit.tenant_id == tenant.id, QuotaLimit.scope == scope))}
     before: dict[str, Any] = {}
@@ -103,7 +103,7 @@ def _sync_quota_limits(tenant: Tenant, scope: str, limits: dict[str, int | None]
                      before={"scope": scope, **before}, after={"scope": scope, **after})
 
 
-def sync_tenants(doc: TenantsFile, actor: "User | None" = None) -> SyncReport:
+def sync_tenants(doc: TenantsFile, actor: User | None = None) -> SyncReport:
     """Make the database match tenants.yaml: tenants, quotas, catalog and rates. Idempotent.
 
     Tenants and catalog entries missing from the file are deactivated, not deleted, because

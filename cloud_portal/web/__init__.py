@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from flask import Flask, abort, flash, g, render_template, request
 from flask_babel import get_locale
@@ -56,6 +57,13 @@ def register_web(app: Flask) -> None:
     def remember_start() -> None:
         import time
         g.request_started = time.perf_counter()
+
+    @app.teardown_request
+    def forget_signed_in_user(exc: BaseException | None) -> None:
+        # The signed-in user belongs to one request. Flask-Login caches it on ``g``, which
+        # lives as long as the app context; where a context spans requests (tests, CLI
+        # scripts) a disabled user must not stay cached.
+        g.pop("_login_user", None)
 
     @app.after_request
     def security_headers(response):  # type: ignore[no-untyped-def]

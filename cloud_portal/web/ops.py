@@ -40,7 +40,7 @@ def _database_ok() -> tuple[bool, str | None]:
     try:
         db.session.execute(text("SELECT 1"))
         return True, None
-    except Exception as exc:  # report, don't raise: that is the point of a health check
+    except Exception as exc:  # noqa: BLE001 - report, don't raise: that is the point of a health check
         db.session.rollback()
         return False, f"{type(exc).__name__}: {exc}"
 

@@ -1,0 +1,139 @@
+"""Signing in and out, throttling, session invalidation, CSRF and cookie flags."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from cloud_portal.accounts import service as accounts
+from cloud_portal.extensions import db
+from tests.conftest import PASSWORD
+
+
+def test_sign_in_and_out(client: Any, auth: Any, make_user: Any) -> None:
+    user = make_user("member")
+    assert client.get("/").status_code == 302
+    response = auth.sign_in(user.email)
+    assert response.status_code == 302 and response.headers["Location"] == "/"
+    home = client.get("/")
+    assert home.status_code == 200 and b"Torfaen County Borough Council" in home.data
+    auth.sign_out()
+    assert client.get("/").status_code == 302
+
+
+def test_wrong_password_is_refused_without_saying_which_part(client: Any, auth: Any, make_user: Any) -> None:
+    user = make_user("member")
+    response = auth.sign_in(user.email, "not the password")
+    assert response.status_code == 401
+    assert b"e-mail address or password is not right" in response.data
+    assert auth.sign_in("nobody@example.cymru").status_code == 401
+
+
+def test_email_is_case_insensitive(client: Any, auth: Any, make_user: Any) -> None:
+    user = make_user("member")
+    assert auth.sign_in(user.email.upper()).status_code == 302
+
+
+def test_sign_in_throttled_after_repeated_failures(make_app: Any, make_user: Any) -> None:
+    app = make_app(SIGNIN_MAX_FAILURES=3, SIGNIN_WINDOW_SECONDS=600)
+    user = make_user("member")
+    client = app.test_client()
+    for _ in range(3):
+        assert client.post("/sign-in", data={"email": user.email, "password": "wrong"}).status_code == 401
+    blocked = client.post("/sign-in", data={"email": user.email, "password": PASSWORD})
+    assert blocked.status_code == 429
+    assert b"Too many failed sign-in attempts. Wait 10 minutes" in blocked.data
+    # Another account is not blocked by someone else's failures.
+    other = make_user("member")
+    assert client.post("/sign-in", data={"email": other.email, "password": PASSWORD}).status_code == 302
+
+
+def test_throttle_window_passes(make_app: Any, make_user: Any) -> None:
+    from datetime import timedelta
+
+    from cloud_portal.accounts.models import SignInAttempt
+    app = make_app(SIGNIN_MAX_FAILURES=2)
+    user = make_user("member")
+    client = app.test_client()
+    for _ in range(2):
+        client.post("/sign-in", data={"email": user.email, "password": "wrong"})
+    assert client.post("/sign-in", data={"email": user.email, "password": PASSWORD}).status_code == 429
+    for attempt in db.session.query(SignInAttempt):
+        attempt.at = attempt.at - timedelta(hours=1)
+    db.session.commit()
+    assert client.post("/sign-in", data={"email": user.email, "password": PASSWORD}).status_code == 302
+
+
+def test_disabling_ends_existing_sessions(client: Any, auth: Any, make_user: Any) -> None:
+    user = make_user("member")
+    auth.sign_in(user.email)
+    assert client.get("/").status_code == 200
+    accounts.set_active(None, user, False)
+    db.session.commit()
+    assert client.get("/").status_code == 302
+    assert auth.sign_in(user.email).status_code == 401
+
+
+def test_role_change_ends_existing_sessions(client: Any, auth: Any, make_user: Any) -> None:
+    user = make_user("member")
+    auth.sign_in(user.email)
+    accounts.set_role(None, user, "tenant_admin")
+    db.session.commit()
+    assert client.get("/").status_code == 302
+
+
+def test_no_open_redirect_after_sign_in(client: Any, auth: Any, make_user: Any) -> None:
+    user = make_user("member")
+    response = auth.sign_in(user.email, next="https://evil.example/")
+    assert response.headers["Location"] == "/"
+    client.post("/sign-out")
+    response = auth.sign_in(user.email, next="/admin/users")
+    assert response.headers["Location"] == "/admin/users"
+
+
+def _csrf_token(html: bytes) -> str:
+    match = re.search(rb'name="csrf_token" type="hidden" value="([^"]+)"', html) or \
+        re.search(rb'name="csrf_token" value="([^"]+)"', html)
+    assert match, "no CSRF token in the page"
+    return match.group(1).decode()
+
+
+def test_csrf_rejects_forms_without_a_valid_token(make_app: Any, make_user: Any) -> None:
+    app = make_app(WTF_CSRF_ENABLED=True)
+    user = make_user("tenant_admin")
+    client = app.test_client()
+    # Without a token the sign-in form is refused and nobody is signed in.
+    refused = client.post("/sign-in", data={"email": user.email, "password": PASSWORD})
+    assert refused.status_code == 400
+    assert client.get("/").status_code == 302
+    token = _csrf_token(client.get("/sign-in").data)
+    assert client.post("/sign-in", data={"email": user.email, "password": PASSWORD,
+                                         "csrf_token": token}).status_code == 302
+    # Signed in, a state-changing admin form with a forged token is refused with a clear page.
+    victim = make_user("member")
+    forged = client.post(f"/admin/users/{victim.id}/disable", data={"csrf_token": "forged"})
+    assert forged.status_code == 400
+    assert b"did not come from this site" in forged.data
+    db.session.refresh(victim)
+    assert victim.active
+    page_token = _csrf_token(client.get("/admin/users").data)
+    assert client.post(f"/admin/users/{victim.id}/disable", data={"csrf_token": page_token}).status_code == 302
+    db.session.refresh(victim)
+    assert not victim.active
+
+
+@pytest.mark.parametrize("env,secure", [("production", True), ("development", False)])
+def test_session_cookie_flags(make_app: Any, make_user: Any, env: str, secure: bool) -> None:
+    app = make_app(ENV=env, SECRET_KEY="k" * 48)
+    user = make_user("member")
+    response = app.test_client().post("/sign-in", data={"email": user.email, "password": PASSWORD})
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert ("Secure" in cookie) is secure
+
+
+def test_security_headers(client: Any) -> None:
+    response = client.get("/sign-in")
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
