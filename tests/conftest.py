@@ -50,12 +50,13 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return url
 
 
-def _wipe(app: Any) -> None:
-    with app.app_context():
-        _db.session.remove()
-        with _db.engine.begin() as conn:
-            for table in reversed(_db.metadata.sorted_tables):
-                conn.execute(table.delete())
+def _wipe(url: str) -> None:
+    """Delete every row (faster than rebuilding the schema; keeps the migrated tables)."""
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        for table in reversed(_db.metadata.sorted_tables):
+            conn.execute(table.delete())
+    engine.dispose()
 
 
 @pytest.fixture
@@ -74,8 +75,12 @@ def make_app(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Any]]:
         return app
 
     yield factory
+    for app in apps:
+        with app.app_context():
+            _db.session.remove()
+            _db.engine.dispose()
     if apps:
-        _wipe(apps[0])
+        _wipe(database_url)
 
 
 @pytest.fixture
