@@ -35,7 +35,7 @@ sandbox-status:
 	sandbox/sandboxctl status
 
 translations: venv
-	.venv/bin/pybabel extract -F babel.cfg -k lazy_gettext -k _l -o cloud_portal/translations/messages.pot .
+	.venv/bin/pybabel extract -F babel.cfg -k lazy_gettext -k _l -o cloud_portal/translations/messages.pot cloud_portal templates
 	.venv/bin/pybabel update -i cloud_portal/translations/messages.pot -d cloud_portal/translations
 	.venv/bin/pybabel compile -d cloud_portal/translations --statistics
 

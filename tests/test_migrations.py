@@ -49,9 +49,10 @@ def test_empty_to_head_and_models_match(tmp_path: Path) -> None:
 def test_session_database_is_at_head(app: Any) -> None:
     with db.engine.connect() as conn:
         current = MigrationContext.configure(conn).get_current_revision()
-    from alembic.script import ScriptDirectory
-    from cloud_portal import MIGRATIONS_DIR
     from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from cloud_portal import MIGRATIONS_DIR
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     assert current == ScriptDirectory.from_config(config).get_current_head()

@@ -59,11 +59,12 @@ def register_web(app: Flask) -> None:
         g.request_started = time.perf_counter()
 
     @app.teardown_request
-    def forget_signed_in_user(exc: BaseException | None) -> None:
-        # The signed-in user belongs to one request. Flask-Login caches it on ``g``, which
-        # lives as long as the app context; where a context spans requests (tests, CLI
-        # scripts) a disabled user must not stay cached.
+    def forget_request_caches(exc: BaseException | None) -> None:
+        # The signed-in user and the chosen language belong to one request. Flask-Login and
+        # Flask-Babel cache them on ``g``, which lives as long as the app context; where a
+        # context spans requests (tests, scripts) a disabled user or old language must not stick.
         g.pop("_login_user", None)
+        g.pop("_flask_babel", None)
 
     @app.after_request
     def security_headers(response):  # type: ignore[no-untyped-def]

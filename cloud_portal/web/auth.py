@@ -48,8 +48,8 @@ def sign_in():  # type: ignore[no-untyped-def]
             flash(_("The e-mail address or password is not right, or the account is disabled."), "error")
             status = 401
         else:
-            session.clear()
-            lang = request.form.get("lang")
+            lang = session.get("lang")
+            session.clear()  # a fresh session on sign-in (no fixation); keep only the language
             login_user(user)
             session.permanent = True
             if lang:

@@ -1,0 +1,150 @@
+"""The real thing: gunicorn serving the portal, Debian chromium driven by Playwright.
+
+Screenshots of every role's home page in English and Welsh go to test-artifacts/screenshots/.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO_ROOT, TENANTS_FILE
+
+pytestmark = pytest.mark.browser
+SHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A portal served by gunicorn on loopback, with tenants synced and demo accounts made."""
+    instance = tmp_path_factory.mktemp("browser-instance")
+    env = {**os.environ, "CLOUD_PORTAL_INSTANCE_PATH": str(instance),
+           "CLOUD_PORTAL_TENANTS_FILE": str(TENANTS_FILE)}
+    env.pop("CLOUD_PORTAL_DATABASE_URL", None)
+    cli = [sys.executable, "-m", "cloud_portal.cli"]
+    for args in (["init"], ["tenants", "sync"]):
+        subprocess.run(cli + args, env=env, check=True, capture_output=True, timeout=120)
+    made = subprocess.run(cli + ["demo-accounts"], env=env, check=True, capture_output=True, text=True,
+                          timeout=120).stdout
+    passwords = {}
+    for line in made.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and "@" in parts[0]:
+            passwords[parts[0]] = parts[2]
+    port = _free_port()
+    gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent))
+    server = subprocess.Popen([gunicorn or "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2",
+                               "--no-control-socket", "cloud_portal:create_app()"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/healthz", timeout=2) as response:  # noqa: S310 - loopback
+                    if response.status == 200:
+                        break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"gunicorn did not serve /healthz: {server.stderr.read() if server.stderr else ''}")
+                time.sleep(0.3)
+        yield {"base": base, "passwords": passwords}
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail("Debian chromium is not installed: `make test` installs it (scripts/ensure-chromium.sh)")
+    with sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_FLAGS)
+        yield instance
+        instance.close()
+
+
+def _sign_in(page: Any, base: str, email: str, password: str) -> None:
+    page.goto(base + "/sign-in")
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", password)
+    page.click("input[type=submit]")
+
+
+ROLE_ACCOUNTS = {
+    "member": ("member.torfaen@demo.cwmwl.cymru", "Torfaen County Borough Council", "Cyngor Bwrdeistref Sirol Torfaen"),
+    "tenant_admin": ("tenant-admin.gwent-police@demo.cwmwl.cymru", "Gwent Police", "Heddlu Gwent"),
+    "platform_admin": ("platform-admin.platform@demo.cwmwl.cymru", "Member organisations", "Sefydliadau"),
+    "finance": ("finance.platform@demo.cwmwl.cymru", "Member organisations", "Sefydliadau"),
+}
+
+
+@pytest.mark.parametrize("role", list(ROLE_ACCOUNTS))
+def test_each_role_signs_in_and_sees_home_in_both_languages(portal: dict[str, Any], browser: Any,
+                                                            role: str) -> None:
+    email, english, welsh = ROLE_ACCOUNTS[role]
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    try:
+        _sign_in(page, portal["base"], email, portal["passwords"][email])
+        page.wait_for_selector("h1")
+        assert page.url.rstrip("/") == portal["base"]
+        assert english in page.content()
+        page.screenshot(path=str(SHOTS / f"home-{role}-en.png"), full_page=True)
+        page.click("button[lang=cy]")
+        page.wait_for_selector("html[lang=cy]")
+        assert welsh in page.content() and "Allgofnodi" in page.content()
+        page.screenshot(path=str(SHOTS / f"home-{role}-cy.png"), full_page=True)
+        page.click("text=Allgofnodi")
+        page.wait_for_selector("input[name=email]")
+    finally:
+        context.close()
+
+
+def test_wrong_password_and_sign_in_page(portal: dict[str, Any], browser: Any) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page()
+    try:
+        _sign_in(page, portal["base"], "member.torfaen@demo.cwmwl.cymru", "wrong password here")
+        assert page.locator(".flash.error").inner_text().startswith("The e-mail address or password is not right")
+        page.screenshot(path=str(SHOTS / "sign-in-error-en.png"), full_page=True)
+    finally:
+        page.close()
+
+
+def test_tenant_admin_disables_a_person_in_the_browser(portal: dict[str, Any], browser: Any) -> None:
+    admin = "tenant-admin.torfaen@demo.cwmwl.cymru"
+    page = browser.new_page()
+    try:
+        _sign_in(page, portal["base"], admin, portal["passwords"][admin])
+        page.goto(portal["base"] + "/admin/users")
+        row = page.locator("tr", has_text="member.torfaen@demo.cwmwl.cymru")
+        row.locator("button", has_text="Disable").click()
+        page.wait_for_selector(".flash.success")
+        assert "is disabled and has been signed out everywhere" in page.locator(".flash.success").inner_text()
+        page.screenshot(path=str(SHOTS / "admin-users-en.png"), full_page=True)
+        row = page.locator("tr", has_text="member.torfaen@demo.cwmwl.cymru")
+        row.locator("button", has_text="Enable").click()
+        page.wait_for_selector(".flash.success")
+    finally:
+        page.close()
