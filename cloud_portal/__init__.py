@@ -89,7 +89,8 @@ def create_app(config_override: Mapping[str, Any] | None = None) -> Flask:
 
     from cloud_portal.jobs.queue import configure_queue
     configure_queue(app)
-    import cloud_portal.jobs.tasks  # noqa: F401  (registers tasks with the queue)
+    import cloud_portal.jobs.provisioning  # noqa: F401  (registers tasks with the queue)
+    import cloud_portal.jobs.tasks  # noqa: F401
     from cloud_portal.web import register_web
     register_web(app)
     return app

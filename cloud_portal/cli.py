@@ -51,7 +51,9 @@ def init() -> None:
     instance = default_instance_path()
     instance.mkdir(parents=True, exist_ok=True)
     cfg = instance / config.INSTANCE_CONFIG_NAME
-    if not cfg.exists():
+    production = config.load_settings(instance)["ENV"] == "production"
+    if not cfg.exists() and not production:
+        # Production must be given its key (CLOUD_PORTAL_SECRET_KEY), never invent one.
         # A per-installation key, so sessions survive restarts and are shared by all workers.
         cfg.write_text(f"SECRET_KEY = {secrets.token_urlsafe(48)!r}\n")
         cfg.chmod(0o600)

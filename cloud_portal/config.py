@@ -33,6 +33,22 @@ DEFAULTS: dict[str, Any] = {
     #: openstacksdk clouds.yaml and the cloud name inside it.
     "CLOUDS_YAML": "",
     "CLOUD_NAME": "cwmwl-sandbox",
+    #: Network every server is attached to (a shared provider network in the data centre).
+    "CLOUD_NETWORK": "shared-net",
+    #: Longest a create (playbook + wait for ACTIVE) or an action may take before it fails.
+    "PROVISION_TIMEOUT_SECONDS": 600,
+    "ACTION_TIMEOUT_SECONDS": 300,
+    #: A running job must renew its lease this often; reconciliation resumes a job whose
+    #: lease ran out (its worker died) and fails it on the second time.
+    "JOB_LEASE_SECONDS": 60,
+    #: Cloud jobs one tenant may have running at once (others wait their turn).
+    "TENANT_CONCURRENCY": 4,
+    #: Transient cloud errors are retried this many times, with backoff from 2 seconds.
+    "JOB_RETRIES": 3,
+    #: ansible-runner folders (events, status; no secrets) are kept this many days for audit.
+    "ARTIFACT_KEEP_DAYS": 30,
+    #: Minutes between reconciliation runs (0 turns the periodic run off).
+    "RECONCILE_INTERVAL_MINUTES": 3,
     #: Sign-in throttling: this many failures for one e-mail (or 4x that from one address)
     #: within the window blocks further attempts until the window has passed.
     "SIGNIN_MAX_FAILURES": 5,
@@ -103,7 +119,8 @@ def check_settings(settings: Mapping[str, Any]) -> None:
                 f"{ENV_PREFIX}SECRET_KEY to a random value of at least 32 characters "
                 "(for example: python -c 'import secrets; print(secrets.token_urlsafe(48))')."
             )
-    for key in ("SIGNIN_MAX_FAILURES", "SIGNIN_WINDOW_SECONDS", "WORKER_THREADS"):
+    for key in ("SIGNIN_MAX_FAILURES", "SIGNIN_WINDOW_SECONDS", "WORKER_THREADS", "PROVISION_TIMEOUT_SECONDS",
+                "ACTION_TIMEOUT_SECONDS", "JOB_LEASE_SECONDS", "TENANT_CONCURRENCY", "ARTIFACT_KEEP_DAYS"):
         if int(settings[key]) < 1:
             raise InvalidConfig(f"{key}={settings[key]!r}: must be at least 1")
     queue_url = settings.get("QUEUE_URL") or ""

@@ -1,10 +1,13 @@
-"""Quota limits: per tenant, and optional per-user limits inside a tenant."""
+"""Quota limits (per tenant, and optional per-user limits inside a tenant) and reservations."""
 from __future__ import annotations
 
-from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cloud_portal.extensions import db
+from cloud_portal.timeutil import UTCDateTime, utcnow
 
 #: Resources that quotas limit, with their units.
 QUOTA_RESOURCES: dict[str, str] = {
@@ -30,3 +33,58 @@ class QuotaLimit(db.Model):  # type: ignore[name-defined]
     resource: Mapped[str] = mapped_column(String(32))
     #: Limit in the resource's unit (RAM in MiB, disk in GB, others a count).
     limit: Mapped[int] = mapped_column(Integer)
+
+
+#: Reservation states. "open": held for a request not yet built; "consumed": turned into a
+#: live resource; "released": given back (failure, rejection, cancellation, deletion).
+RESERVATION_OPEN = "open"
+RESERVATION_CONSUMED = "consumed"
+RESERVATION_RELEASED = "released"
+RESERVATION_STATES = (RESERVATION_OPEN, RESERVATION_CONSUMED, RESERVATION_RELEASED)
+
+
+class QuotaReservation(db.Model):  # type: ignore[name-defined]
+    """Resources held against a tenant's (and a person's) quota.
+
+    Created by :func:`cloud_portal.quotas.service.reserve` in the same transaction as the quota
+    check, so the check and the hold can never be split by a concurrent request.
+    """
+
+    __tablename__ = "quota_reservations"
+    __table_args__ = (
+        # Usage sums read a tenant's (or a person's) reservations in the states that count.
+        Index("ix_quota_reservations_tenant_state", "tenant_id", "state"),
+        Index("ix_quota_reservations_user_state", "user_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    #: The person the resources are for (per-user limits count against them).
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    #: What the hold is for, free text such as "request:123"; shown in audit and admin pages.
+    purpose: Mapped[str] = mapped_column(String(120))
+    #: Servers (VMs and desktops; a desktop counts as one instance and one desktop).
+    instances: Mapped[int] = mapped_column(Integer, default=0)
+    #: vCPUs.
+    vcpus: Mapped[int] = mapped_column(Integer, default=0)
+    #: RAM in MiB.
+    ram_mib: Mapped[int] = mapped_column(Integer, default=0)
+    #: Disk in GB.
+    disk_gb: Mapped[int] = mapped_column(Integer, default=0)
+    #: Virtual desktops.
+    desktops: Mapped[int] = mapped_column(Integer, default=0)
+    #: One of RESERVATION_STATES.
+    state: Mapped[str] = mapped_column(String(16), default=RESERVATION_OPEN)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: When the reservation was consumed (became a live resource); None while open.
+    consumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: Why it was released, e.g. "request rejected", "server deleted".
+    release_reason: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+    def amounts(self) -> dict[str, int]:
+        """Resource → amount held, in the units of QUOTA_RESOURCES."""
+        return {resource: getattr(self, resource) for resource in QUOTA_RESOURCES}
+
+    def __repr__(self) -> str:
+        return f"<QuotaReservation {self.id} {self.purpose} {self.state}>"

@@ -1,13 +1,61 @@
-"""Quota limits (reading; reservations and enforcement come with provisioning)."""
+"""Quota limits, usage, headroom, and race-free reservations.
+
+Usage = live resources + reservations that still hold resources.  Live servers are not tracked
+yet, so a *consumed* reservation (one that became a live resource) stands in for its server and
+counts as usage alongside *open* ones; *released* reservations do not count.  When servers are
+tracked, usage becomes live servers + open reservations and :data:`COUNTED_STATES` shrinks to
+``(RESERVATION_OPEN,)``.
+
+Serialisation: :func:`reserve` checks the limits and writes the reservation in one transaction
+that holds a per-tenant lock (see :func:`serialised_for_tenant`), so two concurrent requests can
+never both pass a check that only one of them fits.
+"""
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import case, func, select, update
 
+from cloud_portal.audit import service as audit
+from cloud_portal.errors import InvalidInput, NotFound, PortalError, QuotaExceeded
 from cloud_portal.extensions import db
-from cloud_portal.quotas.models import QUOTA_RESOURCES, SCOPE_PER_USER, SCOPE_TENANT, QuotaLimit
+from cloud_portal.quotas.models import (
+    QUOTA_RESOURCES,
+    RESERVATION_CONSUMED,
+    RESERVATION_OPEN,
+    RESERVATION_RELEASED,
+    SCOPE_PER_USER,
+    SCOPE_TENANT,
+    QuotaLimit,
+    QuotaReservation,
+)
+from cloud_portal.tenants.models import Tenant
+from cloud_portal.timeutil import utcnow
+
+if TYPE_CHECKING:
+    from cloud_portal.accounts.models import User
+
+log = logging.getLogger(__name__)
+
+#: Reservation states that count as usage (consumed ones stand in for live servers, see above).
+COUNTED_STATES = (RESERVATION_OPEN, RESERVATION_CONSUMED)
+
+#: How each resource reads in a sentence: "2 of 160 vCPUs left".
+RESOURCE_WORDS: dict[str, str] = {
+    "instances": "instances",
+    "vcpus": "vCPUs",
+    "ram_mib": "MiB of RAM",
+    "disk_gb": "GB of disk",
+    "desktops": "desktops",
+}
+
+#: Key in ``Session.info`` naming the tenant whose quota lock the current transaction holds.
+_LOCK_KEY = "cloud_portal.quotas.locked_tenant_id"
 
 
 @dataclass
@@ -34,3 +82,262 @@ def limits_for_tenants(tenant_ids: list[int]) -> dict[int, TenantLimits]:
 
 def limits_for_tenant(tenant_id: int) -> TenantLimits:
     return limits_for_tenants([tenant_id])[tenant_id]
+
+
+# Usage and headroom ---------------------------------------------------------------------------
+
+def _sums(*conditions: object) -> dict[str, int]:
+    columns = [func.coalesce(func.sum(getattr(QuotaReservation, r)), 0) for r in QUOTA_RESOURCES]
+    row = db.session.execute(select(*columns).where(
+        QuotaReservation.state.in_(COUNTED_STATES), *conditions)).one()  # type: ignore[arg-type]
+    return {resource: int(value) for resource, value in zip(QUOTA_RESOURCES, row, strict=True)}
+
+
+def usage_for_tenant(tenant_id: int) -> dict[str, int]:
+    """Resource → amount the tenant uses (in the units of QUOTA_RESOURCES)."""
+    return _sums(QuotaReservation.tenant_id == tenant_id)
+
+
+def usage_for_user(user_id: int) -> dict[str, int]:
+    """Resource → amount held for this person (counts against per-user limits)."""
+    return _sums(QuotaReservation.user_id == user_id)
+
+
+def _tenant_and_user_usage(tenant_id: int, user_id: int) -> tuple[dict[str, int], dict[str, int]]:
+    """Both usages in one query (the quota check runs while holding the tenant's lock)."""
+    tenant_cols = [func.coalesce(func.sum(getattr(QuotaReservation, r)), 0) for r in QUOTA_RESOURCES]
+    user_cols = [func.coalesce(func.sum(case((QuotaReservation.user_id == user_id,
+                                              getattr(QuotaReservation, r)), else_=0)), 0)
+                 for r in QUOTA_RESOURCES]
+    row = db.session.execute(select(*tenant_cols, *user_cols).where(
+        QuotaReservation.tenant_id == tenant_id, QuotaReservation.state.in_(COUNTED_STATES))).one()
+    n = len(QUOTA_RESOURCES)
+    tenant_usage = {r: int(v) for r, v in zip(QUOTA_RESOURCES, row[:n], strict=True)}
+    user_usage = {r: int(v) for r, v in zip(QUOTA_RESOURCES, row[n:], strict=True)}
+    return tenant_usage, user_usage
+
+
+@dataclass(frozen=True)
+class ResourceHeadroom:
+    """How much of one resource a person may still ask for, and why."""
+
+    resource: str
+    #: Tenant limit; 0 when the tenant has no quota for this resource.
+    tenant_limit: int
+    tenant_used: int
+    #: Per-person limit, or None when the tenant sets none.
+    user_limit: int | None
+    user_used: int
+
+    @property
+    def tenant_left(self) -> int:
+        return max(0, self.tenant_limit - self.tenant_used)
+
+    @property
+    def user_left(self) -> int | None:
+        return None if self.user_limit is None else max(0, self.user_limit - self.user_used)
+
+    @property
+    def available(self) -> int:
+        """What a new request by this person may take: the smaller of the two headrooms."""
+        user_left = self.user_left
+        return self.tenant_left if user_left is None else min(self.tenant_left, user_left)
+
+
+def headroom(tenant_id: int, user_id: int) -> dict[str, ResourceHeadroom]:
+    """Resource → headroom for ``user_id`` in ``tenant_id``. A snapshot for display: only
+    :func:`reserve` decides, under the tenant's lock."""
+    limits = limits_for_tenant(tenant_id)
+    tenant_usage, user_usage = _tenant_and_user_usage(tenant_id, user_id)
+    return {r: ResourceHeadroom(r, limits.tenant.get(r, 0), tenant_usage[r], limits.per_user.get(r),
+                                user_usage[r]) for r in QUOTA_RESOURCES}
+
+
+# Serialisation ----------------------------------------------------------------------------------
+
+@contextmanager
+def serialised_for_tenant(tenant_id: int) -> Iterator[None]:
+    """Run the block in one transaction that holds ``tenant_id``'s quota lock, then commit.
+
+    Quota checks for one tenant take turns: PostgreSQL locks the tenant's row (``SELECT … FOR
+    UPDATE``, waited for by the next checker; relies on the default READ COMMITTED isolation so
+    the check that follows sees every commit made before the lock was granted); SQLite starts the
+    transaction with ``BEGIN IMMEDIATE``, which takes the database's write lock up front (pysqlite
+    would otherwise begin a deferred transaction only at the first write, after the check).
+
+    The block commits on success and rolls back on any exception, releasing the lock either way.
+    Nested use for the same tenant joins the outer block (so a caller can create its request row
+    and call :func:`reserve` in one transaction); nesting for another tenant is an error.
+
+    On SQLite the session must not hold uncommitted writes already (they would have begun a
+    deferred transaction that cannot be upgraded safely): commit or roll back first.
+    """
+    session = db.session
+    held = session.info.get(_LOCK_KEY)
+    if held is not None:
+        if held != tenant_id:
+            raise RuntimeError(f"already holding the quota lock of tenant {held}; "
+                               f"finish that transaction before locking tenant {tenant_id}")
+        yield
+        return
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        driver = connection.connection.driver_connection
+        if driver is not None and driver.in_transaction:  # type: ignore[attr-defined]
+            raise RuntimeError("the session has uncommitted writes; commit or roll back before "
+                               "taking a quota lock")
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    session.info[_LOCK_KEY] = tenant_id
+    try:
+        locked = session.execute(
+            select(Tenant.id).where(Tenant.id == tenant_id).with_for_update()).scalar_one_or_none()
+        if locked is None:
+            raise NotFound(f"There is no tenant with id {tenant_id}.")
+        yield
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.info.pop(_LOCK_KEY, None)
+
+
+# Reservations -----------------------------------------------------------------------------------
+
+def _shortfalls(tenant_name: str, limits: TenantLimits, tenant_usage: dict[str, int],
+                user_usage: dict[str, int], wanted: dict[str, int]) -> list[str]:
+    """Sentences naming each resource the request does not fit, tenant limits first."""
+    problems: list[str] = []
+    for resource, need in wanted.items():
+        if need <= 0:
+            continue
+        words = RESOURCE_WORDS[resource]
+        limit = limits.tenant.get(resource)
+        if limit is None:
+            problems.append(f"{tenant_name} has no quota for {words}; "
+                            f"ask a platform administrator to set one.")
+            continue
+        left = max(0, limit - tenant_usage[resource])
+        if need > left:
+            problems.append(f"{tenant_name} has {left} of {limit} {words} left; "
+                            f"this request needs {need}.")
+    for resource, need in wanted.items():
+        user_limit = limits.per_user.get(resource)
+        if need <= 0 or user_limit is None:
+            continue
+        left = max(0, user_limit - user_usage[resource])
+        if need > left:
+            problems.append(f"You have {left} of {user_limit} {RESOURCE_WORDS[resource]} left; "
+                            f"this request needs {need}.")
+    return problems
+
+
+def reserve(tenant: Tenant, user: User, *, instances: int = 0, vcpus: int = 0, ram_mib: int = 0,
+            disk_gb: int = 0, desktops: int = 0, purpose: str,
+            actor: User | None = None) -> QuotaReservation:
+    """Hold resources for ``user`` in ``tenant`` if the tenant's and the person's limits allow.
+
+    **Commits.** Unlike most services, this one owns its transaction: the check and the new
+    reservation are written in one transaction under the tenant's quota lock
+    (:func:`serialised_for_tenant`), and committing is what releases the lock. Anything else
+    pending in the session is committed with it. To write other rows atomically with the
+    reservation (a provisioning request, say), call this inside
+    ``with serialised_for_tenant(tenant.id):``; the commit then happens when that block ends.
+
+    Amounts are in the units of QUOTA_RESOURCES (RAM in MiB, disk in GB); a desktop counts as one
+    instance *and* one desktop, so pass both. ``purpose`` names what the hold is for, e.g.
+    ``"request:123"``. ``actor`` (default ``user``) is who is recorded in the audit log.
+
+    Raises QuotaExceeded (nothing written) naming every resource that is short, InvalidInput for
+    negative amounts or a person outside the tenant.
+    """
+    wanted = {"instances": instances, "vcpus": vcpus, "ram_mib": ram_mib, "disk_gb": disk_gb,
+              "desktops": desktops}
+    for resource, amount in wanted.items():
+        if not isinstance(amount, int) or amount < 0:
+            raise InvalidInput(f"{resource} must be a whole number of 0 or more, not {amount!r}.")
+    purpose = (purpose or "").strip()
+    if not purpose or len(purpose) > 120:
+        raise InvalidInput("A reservation needs a purpose of 1 to 120 characters, e.g. 'request:123'.")
+    # Plain values read up front: committing expires ORM objects, and lazy loads inside the
+    # locked block would lengthen the time other requests wait for the lock.
+    tenant_id, tenant_name, tenant_slug = tenant.id, tenant.name_en, tenant.slug
+    user_id, user_email = user.id, user.email
+    if user.tenant_id != tenant_id:
+        raise InvalidInput(f"{user_email} is not a member of {tenant_name}.")
+    acting = actor if actor is not None else user
+    acting_email = acting.email
+
+    with serialised_for_tenant(tenant_id):
+        limits = limits_for_tenant(tenant_id)
+        tenant_usage, user_usage = _tenant_and_user_usage(tenant_id, user_id)
+        problems = _shortfalls(tenant_name, limits, tenant_usage, user_usage, wanted)
+        if problems:
+            log.info("quota refused for %s in %s (%s): %s", user_email, tenant_slug, purpose,
+                     " ".join(problems))
+            raise QuotaExceeded(" ".join(problems))
+        reservation = QuotaReservation(tenant_id=tenant_id, user_id=user_id, purpose=purpose,
+                                       state=RESERVATION_OPEN, **wanted)
+        db.session.add(reservation)
+        db.session.flush()
+        reservation_id = reservation.id
+        audit.record(acting, "quota.reserve", "quota_reservation", reservation_id,
+                     tenant_id=tenant_id, after={"purpose": purpose, "user_id": user_id, **wanted})
+    log.info("quota reservation %s (%s) for %s made by %s", reservation_id, purpose, user_email,
+             acting_email)
+    return reservation
+
+
+def _get_reservation(reservation_id: int) -> QuotaReservation:
+    reservation = db.session.get(QuotaReservation, reservation_id)
+    if reservation is None:
+        raise NotFound(f"There is no quota reservation {reservation_id}.")
+    return reservation
+
+
+def release(reservation_id: int, reason: str, actor: User | None = None) -> QuotaReservation:
+    """Give a reservation's resources back (request failed, rejected, cancelled; server deleted).
+
+    Idempotent: releasing a released reservation changes nothing and records nothing. The state
+    change is one conditional UPDATE, so a concurrent release or consume cannot be lost.
+    The caller commits (with the change that caused the release).
+    """
+    reservation = _get_reservation(reservation_id)
+    before = reservation.state
+    reason = (reason or "").strip()[:200] or "released"
+    result = db.session.execute(
+        update(QuotaReservation)
+        .where(QuotaReservation.id == reservation_id, QuotaReservation.state != RESERVATION_RELEASED)
+        .values(state=RESERVATION_RELEASED, released_at=utcnow(), release_reason=reason)
+        .execution_options(synchronize_session="fetch"))
+    if result.rowcount:  # type: ignore[attr-defined]
+        audit.record(actor, "quota.release", "quota_reservation", reservation_id,
+                     tenant_id=reservation.tenant_id, before={"state": before},
+                     after={"state": RESERVATION_RELEASED, "reason": reason})
+        log.info("quota reservation %s released (%s) by %s", reservation_id, reason,
+                 actor.email if actor is not None else audit.SYSTEM_ACTOR)
+    return reservation
+
+
+def consume(reservation_id: int, actor: User | None = None) -> QuotaReservation:
+    """Mark an open reservation as turned into a live resource. Idempotent; the caller commits.
+
+    Raises PortalError if the reservation was released meanwhile (its resources may already be
+    held by someone else, so the new resource must be cleaned up rather than counted).
+    """
+    reservation = _get_reservation(reservation_id)
+    result = db.session.execute(
+        update(QuotaReservation)
+        .where(QuotaReservation.id == reservation_id, QuotaReservation.state == RESERVATION_OPEN)
+        .values(state=RESERVATION_CONSUMED, consumed_at=utcnow())
+        .execution_options(synchronize_session="fetch"))
+    if result.rowcount:  # type: ignore[attr-defined]
+        audit.record(actor, "quota.consume", "quota_reservation", reservation_id,
+                     tenant_id=reservation.tenant_id, before={"state": RESERVATION_OPEN},
+                     after={"state": RESERVATION_CONSUMED})
+        return reservation
+    db.session.refresh(reservation)
+    if reservation.state == RESERVATION_RELEASED:
+        raise PortalError(f"Quota reservation {reservation_id} ({reservation.purpose}) was released "
+                          f"({reservation.release_reason}); it can no longer be used.")
+    return reservation

@@ -41,3 +41,24 @@ class ConfirmForm(FlaskForm):
     """A button that changes something: only the CSRF token is needed."""
 
     submit = SubmitField()
+
+
+class RequestForm(FlaskForm):
+    kind = HiddenField()
+    name = StringField(_l("Server name"), validators=[DataRequired(_l("Enter a name for the server.")),
+                                                      Length(max=200)])
+    catalog_key = SelectField(_l("Size"), validate_choice=False)
+    image_key = SelectField(_l("Image"), validate_choice=False)
+    data_hall = SelectField(_l("Data hall"), validate_choice=False)
+    submit = SubmitField(_l("Submit request"))
+
+
+class RejectForm(FlaskForm):
+    reason = StringField(_l("Reason for the requester"), validators=[
+        DataRequired(_l("Give the requester a reason.")), Length(min=3, max=500)])
+    submit = SubmitField(_l("Reject"))
+
+
+class ResizeForm(FlaskForm):
+    size = SelectField(_l("New size"))
+    submit = SubmitField(_l("Resize"))

@@ -5,8 +5,8 @@ shipped mechanism driver binds ports without an L2 agent reporting in. Nova's
 fake virt driver only needs the port to be bound (ACTIVE, with a fixed IP).
 """
 
-from neutron_lib.api.definitions import portbindings
 from neutron_lib import constants
+from neutron_lib.api.definitions import portbindings
 from neutron_lib.plugins.ml2 import api
 
 

@@ -1,0 +1,96 @@
+"""Queue tasks for provisioning: provision, act, reconcile, prune artifacts.
+
+Each task takes ids, lets the domain service check state first (so a duplicate delivery
+does nothing), and retries transient cloud errors with backoff; the last attempt turns them
+into a failed request with a reason in plain words.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from flask import current_app
+from huey import crontab
+from huey.exceptions import RetryTask
+
+from cloud_portal.adapters.ansible import prune_artifacts
+from cloud_portal.jobs.queue import huey, with_app_context
+from cloud_portal.provisioning import service
+from cloud_portal.provisioning.models import Job
+
+log = logging.getLogger(__name__)
+#: Huey reads retries at decoration time; the setting's default is used here, and the
+#: setting itself decides which attempt is the last (see _final).
+RETRIES = 3
+
+
+def cloud_context() -> service.CloudContext:
+    return service.CloudContext.from_settings(dict(current_app.config), current_app.instance_path)
+
+
+def _final(task: Any) -> bool:
+    retries_left = getattr(task, "retries", 0) or 0
+    allowed = int(current_app.config["JOB_RETRIES"])
+    return retries_left <= max(0, RETRIES - allowed)
+
+
+@huey.task(retries=RETRIES, retry_delay=2, retry_backoff=2, context=True)
+@with_app_context
+def provision_request(request_id: int, task: Any = None) -> str:
+    try:
+        return service.provision(request_id, cloud_context(), final_attempt=_final(task),
+                                 tenant_limit=int(current_app.config["TENANT_CONCURRENCY"]))
+    except service.TenantBusy as exc:
+        raise RetryTask(str(exc), delay=1) from None
+
+
+@huey.task(retries=RETRIES, retry_delay=2, retry_backoff=2, context=True)
+@with_app_context
+def act_on_server(job_id: str, task: Any = None) -> str:
+    try:
+        return service.perform_action(job_id, cloud_context(), final_attempt=_final(task),
+                                      tenant_limit=int(current_app.config["TENANT_CONCURRENCY"]))
+    except service.TenantBusy as exc:
+        raise RetryTask(str(exc), delay=1) from None
+
+
+def enqueue_job(job: Job) -> None:
+    """Queue the task for a recorded job (after the caller committed it)."""
+    if job.kind == "provision" and job.request_id is not None:
+        provision_request(job.request_id)
+    elif job.kind == "action":
+        act_on_server(job.id)
+
+
+@huey.periodic_task(crontab(minute="*"))
+@with_app_context
+def reconcile_periodically() -> None:
+    interval = int(current_app.config["RECONCILE_INTERVAL_MINUTES"])
+    if interval <= 0:
+        log.info("reconciliation is off (RECONCILE_INTERVAL_MINUTES=0)")
+        return
+    from cloud_portal.timeutil import utcnow
+    if utcnow().minute % interval:
+        return
+    reconcile_now()
+
+
+@with_app_context
+def reconcile_now() -> service.ReconcileReport:
+    """One reconciliation run (also `cloud-portal reconcile`)."""
+    if not current_app.config["CLOUDS_YAML"]:
+        log.info("reconciliation skipped: no CLOUDS_YAML configured")
+        return service.ReconcileReport([], [], [], [])
+    report = service.reconcile(cloud_context(), resume=enqueue_job)
+    log.info("reconciliation: %d updated, %d findings, %d jobs resumed, %d jobs failed",
+             len(report.updated), len(report.findings), len(report.resumed_jobs), len(report.failed_jobs))
+    return report
+
+
+@huey.periodic_task(crontab(minute="41", hour="2"))
+@with_app_context
+def prune_runner_artifacts() -> int:
+    removed = prune_artifacts(Path(current_app.instance_path) / "runs", int(current_app.config["ARTIFACT_KEEP_DAYS"]))
+    log.info("removed %d ansible-runner folders older than %s days", removed, current_app.config["ARTIFACT_KEEP_DAYS"])
+    return removed

@@ -1,0 +1,211 @@
+"""Requests for servers and desktops, the servers themselves, and the jobs that make them."""
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from sqlalchemy import ForeignKey, Index, Integer, Numeric, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from cloud_portal.extensions import db
+from cloud_portal.timeutil import UTCDateTime, utcnow
+
+if TYPE_CHECKING:
+    from cloud_portal.accounts.models import User
+    from cloud_portal.tenants.models import Tenant
+
+KIND_VM = "vm"
+KIND_DESKTOP = "desktop"
+
+# Request states (DESIGN.md): pending_approval → approved → provisioning → active,
+# or rejected, cancelled, failed.
+PENDING_APPROVAL = "pending_approval"
+APPROVED = "approved"
+PROVISIONING = "provisioning"
+ACTIVE = "active"
+REJECTED = "rejected"
+CANCELLED = "cancelled"
+FAILED = "failed"
+OPEN_REQUEST_STATES = (PENDING_APPROVAL, APPROVED, PROVISIONING)
+END_REQUEST_STATES = (ACTIVE, REJECTED, CANCELLED, FAILED)
+
+
+class ServerRequest(db.Model):  # type: ignore[name-defined]
+    """A person's order for one VM or desktop; the sizes are a snapshot of the catalog entry."""
+
+    __tablename__ = "server_requests"
+    __table_args__ = (Index("ix_server_requests_tenant_state", "tenant_id", "state"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    requester_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    #: "vm" or "desktop"
+    kind: Mapped[str] = mapped_column(String(16))
+    #: Host name (RFC 1123 label), validated before anything else.
+    name: Mapped[str] = mapped_column(String(63))
+    #: Catalog key: a VM size or a desktop template.
+    catalog_key: Mapped[str] = mapped_column(String(40))
+    image_key: Mapped[str] = mapped_column(String(40))
+    data_hall: Mapped[str] = mapped_column(String(40))
+    flavor: Mapped[str] = mapped_column(String(80))
+    vcpus: Mapped[int] = mapped_column(Integer)
+    #: RAM in MiB
+    ram_mib: Mapped[int] = mapped_column(Integer)
+    #: Root disk in GB
+    disk_gb: Mapped[int] = mapped_column(Integer)
+    #: Estimated cost a month in GBP when submitted.
+    monthly_estimate: Mapped[Decimal] = mapped_column(Numeric(10, 2))
+    state: Mapped[str] = mapped_column(String(20), index=True)
+    #: Why it was rejected or failed, in plain words (shown to the requester).
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    reservation_id: Mapped[int | None] = mapped_column(ForeignKey("quota_reservations.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    tenant: Mapped[Tenant] = relationship(lazy="joined")
+    requester: Mapped[User] = relationship(foreign_keys=[requester_id], lazy="joined")
+    server: Mapped[Server | None] = relationship(back_populates="request", uselist=False)
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in OPEN_REQUEST_STATES
+
+
+# Server states in the portal mirror Nova's, plus our own for work in flight.
+SERVER_BUILDING = "BUILD"
+SERVER_ACTIVE = "ACTIVE"
+SERVER_SHUTOFF = "SHUTOFF"
+SERVER_ERROR = "ERROR"
+SERVER_DELETED = "DELETED"
+#: Actions a person may ask for, by the status they need.
+ACTIONS = ("start", "stop", "reboot", "resize", "delete")
+
+
+class Server(db.Model):  # type: ignore[name-defined]
+    """A VM or desktop as the portal knows it (kept fresh by jobs and reconciliation)."""
+
+    __tablename__ = "servers"
+    __table_args__ = (Index("ix_servers_tenant_status", "tenant_id", "status"),
+                      Index("ix_servers_owner_status", "owner_id", "status"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    request_id: Mapped[int | None] = mapped_column(ForeignKey("server_requests.id"), unique=True, nullable=True)
+    #: Nova server id.
+    openstack_id: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(63))
+    #: Nova status (ACTIVE, SHUTOFF, ERROR, ...) or DELETED once gone.
+    status: Mapped[str] = mapped_column(String(20))
+    #: Action in progress (start/stop/reboot/resize/delete) or None.
+    task: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    flavor: Mapped[str] = mapped_column(String(80))
+    vcpus: Mapped[int] = mapped_column(Integer)
+    #: RAM in MiB
+    ram_mib: Mapped[int] = mapped_column(Integer)
+    #: Root disk in GB
+    disk_gb: Mapped[int] = mapped_column(Integer)
+    image_key: Mapped[str] = mapped_column(String(40))
+    data_hall: Mapped[str] = mapped_column(String(40))
+    fixed_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: Last problem in plain words (failed action, fault), shown on the server page.
+    problem: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: Quota reservation that this server holds (consumed), released on deletion.
+    reservation_id: Mapped[int | None] = mapped_column(ForeignKey("quota_reservations.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: When reconciliation last saw it in OpenStack.
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    owner: Mapped[User] = relationship(lazy="joined")
+    tenant: Mapped[Tenant] = relationship(lazy="joined")
+    request: Mapped[ServerRequest | None] = relationship(back_populates="server")
+
+    def can_view(self, user: User) -> bool:
+        if user.is_platform_admin:
+            return True
+        return user.tenant_id == self.tenant_id and (user.is_tenant_admin or user.id == self.owner_id)
+
+    def can_operate(self, user: User) -> bool:
+        """Owners and their tenant admins (and platform admins) may start, stop, resize, delete."""
+        return user.active and self.status != SERVER_DELETED and self.can_view(user) and not user.is_finance
+
+    def allowed_actions(self) -> tuple[str, ...]:
+        if self.task is not None or self.status == SERVER_DELETED:
+            return ()
+        if self.status == SERVER_ACTIVE:
+            return ("stop", "reboot", "resize", "delete")
+        if self.status == SERVER_SHUTOFF:
+            return ("start", "resize", "delete")
+        return ("delete",)
+
+
+# Jobs ----------------------------------------------------------------------------
+JOB_QUEUED = "queued"
+JOB_RUNNING = "running"
+JOB_SUCCEEDED = "succeeded"
+JOB_FAILED = "failed"
+
+
+class Job(db.Model):  # type: ignore[name-defined]
+    """One unit of work against the cloud (one playbook run, plus the waiting around it)."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    #: provision | action | sync_tenant
+    kind: Mapped[str] = mapped_column(String(20))
+    action: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id"), nullable=True, index=True)
+    request_id: Mapped[int | None] = mapped_column(ForeignKey("server_requests.id"), nullable=True, index=True)
+    server_id: Mapped[int | None] = mapped_column(ForeignKey("servers.id"), nullable=True, index=True)
+    state: Mapped[str] = mapped_column(String(20), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: Plain-words failure (and the technical detail after a blank line, for admins).
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: A running job past this is failed by reconciliation (worker died or hung).
+    deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    steps: Mapped[list[JobStep]] = relationship(order_by="JobStep.seq", lazy="selectin",
+                                                cascade="all, delete-orphan")
+
+
+class JobStep(db.Model):  # type: ignore[name-defined]
+    """A step of a job as the requester watches it: a playbook task, or our own wait."""
+
+    __tablename__ = "job_steps"
+    __table_args__ = (UniqueConstraint("job_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    task: Mapped[str] = mapped_column(String(200))
+    host: Mapped[str] = mapped_column(String(100), default="")
+    #: started | ok | changed | failed | skipped | unreachable
+    status: Mapped[str] = mapped_column(String(20))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class ReconcileFinding(db.Model):  # type: ignore[name-defined]
+    """Something reconciliation found that an admin should look at (unknown server, refusals)."""
+
+    __tablename__ = "reconcile_findings"
+    __table_args__ = (UniqueConstraint("kind", "openstack_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id"), nullable=True, index=True)
+    #: unknown_server | deleted_outside | stopped_outside | job_timed_out | quota_refused
+    kind: Mapped[str] = mapped_column(String(30))
+    openstack_id: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[str] = mapped_column(Text)
+    found_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

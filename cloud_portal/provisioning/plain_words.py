@@ -1,0 +1,38 @@
+"""Turning cloud and Ansible failure messages into words a member of staff can act on."""
+from __future__ import annotations
+
+import re
+
+# (pattern in the technical message, what we tell the person). First match wins.
+_RULES: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"quota exceeded|exceeds.*quota|over.?quota", re.I),
+     "The cloud refused the server because your organisation's OpenStack quota is used up. "
+     "The portal's own limits allowed it, so a platform administrator has been told; "
+     "try again later or ask them."),
+    (re.compile(r"no valid host", re.I),
+     "There is no room for this server in the chosen data hall right now. Try a smaller size, "
+     "or ask the platform team to add capacity."),
+    (re.compile(r"flavor's disk is too small|disk is too small|min_disk|mindisk", re.I),
+     "The chosen image needs a bigger disk than this size has. Choose a larger size."),
+    (re.compile(r"(could not find|no) (flavor|image)|flavor .* not found|image .* not found|"
+                r"Unable to find flavor|Could not find image", re.I),
+     "The size or image you chose is no longer offered by the cloud. Choose another; the "
+     "platform team has been told the catalog is out of date."),
+    (re.compile(r"availability zone|invalid.*zone", re.I),
+     "The chosen data hall is not available in the cloud right now. Ask the platform team."),
+    (re.compile(r"portbindingfailed|port.*binding|network .* not found|no network", re.I),
+     "The server could not be connected to the network. The platform team has been told."),
+    (re.compile(r"connection refused|did not answer|unable to establish connection|timed out|"
+                r"service unavailable|50[234]|ConnectFailure|did not finish in time", re.I),
+     "The cloud did not answer in time, so nothing was created. Please try again in a few minutes."),
+]
+_GENERIC = "The cloud could not complete this. The platform team can see the details in the job log."
+
+
+def plain_words(technical: str | None) -> str:
+    """The sentence to show a person for a technical failure message."""
+    text = technical or ""
+    for pattern, words in _RULES:
+        if pattern.search(text):
+            return words
+    return _GENERIC

@@ -1,0 +1,41 @@
+// Live progress on a request page: poll the progress JSON once a second until the request
+// reaches an end state. No framework; the page works (static) without it.
+(function () {
+  "use strict";
+  var stateEl = document.getElementById("request-state");
+  if (!stateEl) { return; }
+  var url = stateEl.getAttribute("data-progress-url");
+  var ended = ["active", "rejected", "cancelled", "failed"];
+  function render(data) {
+    stateEl.textContent = data.state.replace(/_/g, " ");
+    var list = document.getElementById("steps");
+    list.textContent = "";
+    data.steps.forEach(function (step) {
+      var li = document.createElement("li");
+      li.className = "step-" + step.status;
+      var strong = document.createElement("strong");
+      strong.textContent = step.task;
+      li.appendChild(strong);
+      li.appendChild(document.createTextNode(" — " + step.status + (step.message ? ": " + step.message : "")));
+      list.appendChild(li);
+    });
+    var reason = document.getElementById("request-reason");
+    if (data.reason) { reason.textContent = data.reason; reason.hidden = false; }
+    var link = document.getElementById("server-link");
+    if (data.server_url && link.hidden) {
+      var a = document.createElement("a");
+      a.href = data.server_url;
+      a.textContent = "→ " + data.server_url;
+      link.appendChild(a);
+      link.hidden = false;
+    }
+    return ended.indexOf(data.state) === -1;
+  }
+  function poll() {
+    fetch(url, {credentials: "same-origin", headers: {"Accept": "application/json"}})
+      .then(function (r) { return r.json(); })
+      .then(function (data) { if (render(data)) { setTimeout(poll, 1000); } })
+      .catch(function () { setTimeout(poll, 3000); });
+  }
+  if (ended.indexOf(stateEl.textContent.trim().replace(/ /g, "_")) === -1) { setTimeout(poll, 500); }
+})();
