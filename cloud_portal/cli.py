@@ -91,8 +91,9 @@ def tenants() -> None:
 @tenants.command("sync")
 @click.option("--tenants", "tenants_file", type=click.Path(dir_okay=False, path_type=Path),
               help="tenants.yaml to apply (default: the configured TENANTS_FILE).")
-def tenants_sync(tenants_file: Path | None) -> None:
-    """Apply tenants.yaml to the database (idempotent: a second run changes nothing)."""
+@click.option("--no-cloud", is_flag=True, help="Only the database; leave OpenStack projects and quotas alone.")
+def tenants_sync(tenants_file: Path | None, no_cloud: bool) -> None:
+    """Apply tenants.yaml to the database and, through a playbook, to OpenStack (idempotent)."""
     from flask import current_app
 
     from cloud_portal.extensions import db
@@ -105,6 +106,19 @@ def tenants_sync(tenants_file: Path | None) -> None:
         db.session.commit()
         for line in report.lines():
             click.echo(line)
+        if no_cloud or not current_app.config["CLOUDS_YAML"]:
+            click.echo("OpenStack not synced (no CLOUDS_YAML configured)" if not no_cloud else
+                       "OpenStack not synced (--no-cloud)")
+            return
+        from cloud_portal.provisioning.service import CloudContext, sync_tenants_to_cloud
+        from cloud_portal.tenants.service import list_tenants
+        ctx = CloudContext.from_settings(dict(current_app.config), current_app.instance_path)
+        tenants = list_tenants(include_platform=False)
+        result = sync_tenants_to_cloud(ctx, tenants)
+        db.session.commit()
+        changed = sum(1 for e in result.events if e.status == "changed")
+        click.echo(f"OpenStack: {len(tenants)} projects in step with tenants.yaml "
+                   f"({changed} changes, {result.duration_s:.1f}s)")
     _run(sync)
 
 
@@ -232,6 +246,32 @@ def users_list(tenant_slug: str | None) -> None:
         for u in db.session.scalars(query):
             click.echo(f"{u.email:50} {u.role:15} {u.tenant.slug:20} {'active' if u.active else 'disabled'}")
     _run(show)
+
+
+@users.command("token")
+@click.argument("email")
+@click.option("--name", required=True, help="What the token is for, e.g. 'terraform'.")
+def users_token(email: str, name: str) -> None:
+    """Make a personal API token (printed once)."""
+    from cloud_portal.accounts.service import create_api_token
+
+    def change(user: Any) -> str:
+        return create_api_token(None, user, name)
+    _change(email, change)
+
+
+@main.command()
+def reconcile() -> None:
+    """Compare the portal with OpenStack once and put the portal right (also runs periodically)."""
+    from cloud_portal.jobs.provisioning import reconcile_now
+
+    def run() -> None:
+        report = reconcile_now()
+        for line in report.updated + report.findings:
+            click.echo(line)
+        click.echo(f"{len(report.updated)} updated, {len(report.findings)} new findings, "
+                   f"{len(report.resumed_jobs)} jobs resumed, {len(report.failed_jobs)} jobs failed")
+    _run(run)
 
 
 @main.command("demo-accounts")

@@ -192,3 +192,38 @@ def create_demo_accounts() -> list[tuple[str, str, str]]:
             user, password = add_user(None, email=email, display_name=name[:120], role=role, tenant=tenant)
             created.append((user.email, role, password))
     return created
+
+
+TOKEN_PREFIX = "cwc_"
+
+
+def _hash_token(token: str) -> str:
+    import hashlib
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_api_token(actor: User | None, user: User, name: str) -> str:
+    """Make a personal API token for ``user``; returns the token (shown once). The caller commits."""
+    from cloud_portal.accounts.models import ApiToken
+    if actor is not None and actor.id != user.id and not actor.can_manage_user(user):
+        raise NotPermitted("You may not make tokens for this person.")
+    name = (name or "").strip()
+    if not 1 <= len(name) <= 80:
+        raise InvalidInput("Give the token a name of 1 to 80 characters, e.g. 'terraform'.")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    db.session.add(ApiToken(user_id=user.id, name=name, token_hash=_hash_token(token), prefix=token[:12]))
+    audit.record(actor, "token.create", "user", user.email, tenant_id=user.tenant_id, after={"name": name})
+    return token
+
+
+def user_for_api_token(token: str) -> User | None:
+    """The active user a token belongs to (and notes its use), or None."""
+    from cloud_portal.accounts.models import ApiToken
+    if not token.startswith(TOKEN_PREFIX) or len(token) > 100:
+        return None
+    row = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == _hash_token(token),
+                                                   ApiToken.revoked_at.is_(None)))
+    if row is None or not row.user.active:
+        return None
+    row.last_used_at = utcnow()
+    return row.user

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ _TASK_EVENTS = {
     "runner_on_skipped": "skipped",
     "runner_on_unreachable": "unreachable",
 }
-ExtraValue = str | int | bool | None | list[str] | dict[str, int]
+ExtraValue = str | int | bool | None | list[Any] | dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ def write_extravars(path: Path, variables: Mapping[str, ExtraValue]) -> None:
         if not key.isidentifier():
             raise ValueError(f"extra var name {key!r} is not an identifier")
         lines.append(f"{key}: {_unsafe_yaml(value)}")
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text("\n".join(lines) + "\n" if lines else "{}\n")
     path.chmod(0o600)
 
 
@@ -117,21 +117,22 @@ def _event_message(data: dict[str, Any]) -> str | None:
 
 def run_playbook(playbook: str, variables: Mapping[str, ExtraValue], *, job_id: str, data_root: Path,
                  clouds_yaml: Path, cloud_name: str, timeout_s: float,
-                 on_event: Callable[[PlaybookEvent], None] | None = None) -> PlaybookResult:
+                 on_event: Callable[[PlaybookEvent], None] | None = None,
+                 playbook_dir: Path = PLAYBOOK_DIR) -> PlaybookResult:
     """Run ``playbooks/<playbook>`` once for job ``job_id`` and return its outcome.
 
     The run has its own private data dir ``data_root/<job_id>`` (``ident`` = job id), so its
     artifacts can be kept for audit.  Our own watchdog cancels the run after ``timeout_s``.
     """
-    source = PLAYBOOK_DIR / playbook
+    source = playbook_dir / playbook
     if not source.is_file():
-        raise FileNotFoundError(f"no playbook {playbook} in {PLAYBOOK_DIR}")
+        raise FileNotFoundError(f"no playbook {playbook} in {playbook_dir}")
     private = data_root / job_id
     (private / "env").mkdir(parents=True, exist_ok=True)
     project = private / "project"
     if project.exists():
         shutil.rmtree(project)
-    shutil.copytree(PLAYBOOK_DIR, project)
+    shutil.copytree(playbook_dir, project)
     (private / "inventory").mkdir(exist_ok=True)
     (private / "inventory" / "hosts").write_text(
         f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}\n")
@@ -172,7 +173,7 @@ def run_playbook(playbook: str, variables: Mapping[str, ExtraValue], *, job_id: 
             status = "changed"
         item = PlaybookEvent(
             task=str(data.get("task") or data.get("name") or "")[:200],
-            host=str(data.get("host") or "")[:100], status=status, at=datetime.now(timezone.utc),
+            host=str(data.get("host") or "")[:100], status=status, at=datetime.now(UTC),
             message=_event_message(data) if status in {"failed", "unreachable"} else None,
             result=res if status in {"ok", "changed"} else None)
         events.append(item)
@@ -186,7 +187,8 @@ def run_playbook(playbook: str, variables: Mapping[str, ExtraValue], *, job_id: 
     runner = ansible_runner.run(
         private_data_dir=str(private), playbook=playbook, ident=job_id, envvars=envvars,
         quiet=True, event_handler=event_handler, cancel_callback=cancel_callback,
-        settings={"suppress_ansible_output": True, "job_timeout": int(timeout_s) + 30})
+        # pexpect_timeout: how often runner asks our watchdog (cancel_callback) whether to stop.
+        settings={"suppress_ansible_output": True, "job_timeout": int(timeout_s) + 30, "pexpect_timeout": 1})
     status = "timeout" if timed_out.is_set() else runner.status
     result = PlaybookResult(status=status, rc=runner.rc, events=events,
                             duration_s=time.monotonic() - started)

@@ -20,10 +20,16 @@ from sqlalchemy import Select, func, select, update
 
 from cloud_portal.accounts.models import User
 from cloud_portal.adapters.ansible import PlaybookEvent, PlaybookResult, run_playbook
-from cloud_portal.adapters.openstack import (REQUEST_ID_KEY, CloudError, CloudRefused, CloudUnavailable,
-                                             OpenStackCloud, ServerInfo)
+from cloud_portal.adapters.openstack import (
+    REQUEST_ID_KEY,
+    CloudError,
+    CloudRefused,
+    CloudUnavailable,
+    OpenStackCloud,
+    ServerInfo,
+)
 from cloud_portal.audit import service as audit
-from cloud_portal.catalog.models import DesktopTemplate, Image, VmSize
+from cloud_portal.catalog.models import Image, VmSize
 from cloud_portal.catalog.service import get_catalog, vm_monthly_estimate
 from cloud_portal.errors import InvalidInput, NotFound, NotPermitted, ProvisioningFailed
 from cloud_portal.extensions import db
@@ -74,6 +80,33 @@ def _cloud_for(clouds_yaml: Path, name: str) -> OpenStackCloud:
 def project_name(tenant: Tenant) -> str:
     """The OpenStack project of a tenant."""
     return f"cwmwl-{tenant.slug}"
+
+
+# Tenants in the cloud ---------------------------------------------------------------------
+
+def sync_tenants_to_cloud(ctx: CloudContext, tenants: list[Tenant], actor: User | None = None) -> PlaybookResult:
+    """Run sync_tenant.yml for ``tenants``: projects, the portal's role in them, Nova quotas.
+
+    Records each tenant's project id. Raises ProvisioningFailed with the playbook's reason.
+    The caller commits.
+    """
+    from cloud_portal.quotas.service import limits_for_tenants
+    limits = limits_for_tenants([t.id for t in tenants])
+    items = [{"project_name": project_name(t), "description": t.name_en,
+              "instances": limits[t.id].tenant.get("instances", 0), "cores": limits[t.id].tenant.get("vcpus", 0),
+              "ram": limits[t.id].tenant.get("ram_mib", 0)} for t in tenants]
+    job_id = f"sync-tenants-{uuid.uuid4().hex[:12]}"
+    result = run_playbook("sync_tenant.yml", {"portal_user": ctx.cloud.service_user(), "tenants": items},
+                          job_id=job_id, data_root=ctx.runs_dir, clouds_yaml=ctx.clouds_yaml,
+                          cloud_name=ctx.cloud_name, timeout_s=ctx.action_timeout_s)
+    if not result.ok:
+        raise ProvisioningFailed(f"Syncing tenants to OpenStack failed: {result.failure_message}")
+    for tenant in tenants:
+        tenant.openstack_project_id = ctx.cloud.find_project_id(project_name(tenant))
+        audit.record(actor, "tenant.sync_cloud", "tenant", tenant.slug, tenant_id=tenant.id,
+                     after={"project": tenant.openstack_project_id,
+                            **{k: v for k, v in limits[tenant.id].tenant.items()}})
+    return result
 
 
 # Request side ---------------------------------------------------------------------------------

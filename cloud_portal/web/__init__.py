@@ -38,6 +38,7 @@ def flash_error(exc: Exception) -> None:
 
 def register_web(app: Flask) -> None:
     from cloud_portal.web.admin import bp as admin_bp
+    from cloud_portal.web.api import bp as api_bp
     from cloud_portal.web.auth import bp as auth_bp
     from cloud_portal.web.finance import bp as finance_bp
     from cloud_portal.web.ops import bp as ops_bp
@@ -45,7 +46,7 @@ def register_web(app: Flask) -> None:
     from cloud_portal.web.portal import bp as portal_bp
     from cloud_portal.web.servers import bp as servers_bp
 
-    for bp in (auth_bp, portal_bp, servers_bp, admin_bp, finance_bp, ops_bp):
+    for bp in (auth_bp, portal_bp, servers_bp, admin_bp, finance_bp, ops_bp, api_bp):
         app.register_blueprint(bp)
 
     @app.context_processor

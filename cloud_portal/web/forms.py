@@ -62,3 +62,9 @@ class RejectForm(FlaskForm):
 class ResizeForm(FlaskForm):
     size = SelectField(_l("New size"))
     submit = SubmitField(_l("Resize"))
+
+
+class TokenForm(FlaskForm):
+    name = StringField(_l("What is the token for?"), validators=[DataRequired(_l("Give the token a name.")),
+                                                                 Length(max=80)])
+    submit = SubmitField(_l("Make a token"))

@@ -15,6 +15,39 @@ from cloud_portal.tenants.service import hall_names, list_tenants
 bp = Blueprint("portal", __name__)
 
 
+@bp.route("/account/tokens", methods=["GET", "POST"])
+@login_required
+def tokens():  # type: ignore[no-untyped-def]
+    """Personal API tokens: make one (shown once), see and revoke the others."""
+    from flask import flash, request
+    from flask_babel import gettext as _
+
+    from cloud_portal.accounts.models import ApiToken
+    from cloud_portal.accounts.service import create_api_token
+    from cloud_portal.errors import PortalError
+    from cloud_portal.timeutil import utcnow
+    from cloud_portal.web.forms import ConfirmForm, TokenForm
+    form = TokenForm()
+    if form.validate_on_submit():
+        try:
+            token = create_api_token(current_user, current_user, form.name.data or "")
+            db.session.commit()
+            flash(_("Your new token is %(token)s — copy it now; it is not shown again.", token=token), "success")
+        except PortalError as exc:
+            db.session.rollback()
+            flash(str(exc), "error")
+    revoke = request.form.get("revoke", type=int) if request.method == "POST" and ConfirmForm().validate() else None
+    if revoke:
+        row = db.session.get(ApiToken, revoke)
+        if row is not None and row.user_id == current_user.id and row.revoked_at is None:
+            row.revoked_at = utcnow()
+            db.session.commit()
+            flash(_("Token revoked."), "success")
+    rows = db.session.scalars(select(ApiToken).where(ApiToken.user_id == current_user.id)
+                              .order_by(ApiToken.created_at.desc()))
+    return render_template("portal/tokens.html", form=form, tokens=list(rows), confirm=ConfirmForm())
+
+
 @bp.route("/")
 @login_required
 def home():  # type: ignore[no-untyped-def]

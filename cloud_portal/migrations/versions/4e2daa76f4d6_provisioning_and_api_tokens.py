@@ -1,8 +1,8 @@
-"""provisioning: requests, servers, jobs, findings
+"""provisioning and api tokens
 
-Revision ID: b4a41f3fe17e
+Revision ID: 4e2daa76f4d6
 Revises: cd98a6255f66
-Create Date: 2026-11-22 00:53:42.433339
+Create Date: 2026-11-22 01:00:16.143822
 
 """
 from alembic import op
@@ -12,7 +12,7 @@ import cloud_portal.timeutil
 
 
 # revision identifiers, used by Alembic.
-revision = 'b4a41f3fe17e'
+revision = '4e2daa76f4d6'
 down_revision = 'cd98a6255f66'
 branch_labels = None
 depends_on = None
@@ -34,6 +34,22 @@ def upgrade():
     )
     with op.batch_alter_table('reconcile_findings', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_reconcile_findings_tenant_id'), ['tenant_id'], unique=False)
+
+    op.create_table('api_tokens',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.Column('name', sa.String(length=80), nullable=False),
+    sa.Column('token_hash', sa.String(length=64), nullable=False),
+    sa.Column('prefix', sa.String(length=12), nullable=False),
+    sa.Column('created_at', cloud_portal.timeutil.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('last_used_at', cloud_portal.timeutil.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('revoked_at', cloud_portal.timeutil.UTCDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_api_tokens_user_id_users'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_api_tokens')),
+    sa.UniqueConstraint('token_hash', name=op.f('uq_api_tokens_token_hash'))
+    )
+    with op.batch_alter_table('api_tokens', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_api_tokens_user_id'), ['user_id'], unique=False)
 
     op.create_table('server_requests',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -170,6 +186,10 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_server_requests_created_at'))
 
     op.drop_table('server_requests')
+    with op.batch_alter_table('api_tokens', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_api_tokens_user_id'))
+
+    op.drop_table('api_tokens')
     with op.batch_alter_table('reconcile_findings', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_reconcile_findings_tenant_id'))
 

@@ -1,0 +1,323 @@
+"""REST API under /api/v1: personal bearer tokens, JSON in and out, OpenAPI at /api/v1/openapi.json.
+
+Each view validates its body with a pydantic model, calls one service, commits, and answers.
+Errors are ``{"error": "<sentence a person can act on>", "code": "<kind>"}``.
+"""
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
+
+from flask import Blueprint, current_app, g, jsonify, request, url_for
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import select
+
+from cloud_portal.accounts.service import user_for_api_token
+from cloud_portal.errors import InvalidInput, NotFound, NotPermitted, PortalError, QuotaExceeded
+from cloud_portal.extensions import csrf, db
+from cloud_portal.jobs.provisioning import enqueue_job, provision_request
+from cloud_portal.provisioning import models as m
+from cloud_portal.provisioning import service
+from cloud_portal.quotas.service import headroom
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+csrf.exempt(bp)  # bearer tokens, never cookies: no cross-site request can carry one
+F = TypeVar("F", bound=Callable[..., Any])
+ERROR_STATUS = {InvalidInput: 400, NotPermitted: 403, NotFound: 404, QuotaExceeded: 409}
+
+
+def error(message: str, status: int, code: str) -> Any:
+    return jsonify({"error": message, "code": code}), status
+
+
+def token_required(view: F) -> F:
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        user = user_for_api_token(token.strip()) if scheme.lower() == "bearer" else None
+        if user is None:
+            return error("Send a valid personal API token as 'Authorization: Bearer <token>'.", 401, "unauthorised")
+        g.api_user = user
+        try:
+            return view(*args, **kwargs)
+        except PortalError as exc:
+            db.session.rollback()
+            status = next((s for cls, s in ERROR_STATUS.items() if isinstance(exc, cls)), 502)
+            code = {400: "invalid", 403: "forbidden", 404: "not_found", 409: "quota_exceeded"}.get(status, "cloud_error")
+            return error(str(exc), status, code)
+    return wrapper  # type: ignore[return-value]
+
+
+def body(model: type[BaseModel]) -> Any:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise InvalidInput("Send a JSON object in the request body.")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise InvalidInput(f"{where}: {first['msg']}") from None
+
+
+class NewRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["vm", "desktop"]
+    #: VM size key or desktop template key from /catalog.
+    size: str = Field(max_length=40)
+    #: Image key (VMs only; desktops come with theirs).
+    image: str | None = Field(default=None, max_length=40)
+    data_hall: str = Field(max_length=40)
+    name: str = Field(max_length=200)
+
+
+class Decision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(default="", max_length=500)
+
+
+class ServerActionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    action: Literal["start", "stop", "reboot", "resize", "delete"]
+    size: str | None = Field(default=None, max_length=40)
+
+
+def request_json(r: m.ServerRequest, steps: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": r.id, "kind": r.kind, "name": r.name, "size": r.catalog_key, "image": r.image_key,
+        "data_hall": r.data_hall, "flavor": r.flavor, "vcpus": r.vcpus, "ram_mib": r.ram_mib, "disk_gb": r.disk_gb,
+        "monthly_estimate_gbp": str(r.monthly_estimate), "state": r.state, "reason": r.reason,
+        "requester": r.requester.email, "created_at": r.created_at.isoformat(),
+        "server_id": r.server.id if r.server else None,
+    }
+    if steps:
+        job = db.session.scalar(select(m.Job).where(m.Job.request_id == r.id).order_by(m.Job.created_at.desc()))
+        out["steps"] = [{"task": s.task, "status": s.status, "at": s.at.isoformat(), "message": s.message}
+                        for s in (job.steps if job else [])]
+    return out
+
+
+def server_json(s: m.Server) -> dict[str, Any]:
+    return {"id": s.id, "name": s.name, "kind": s.kind, "status": s.status, "task": s.task, "flavor": s.flavor,
+            "vcpus": s.vcpus, "ram_mib": s.ram_mib, "disk_gb": s.disk_gb, "data_hall": s.data_hall,
+            "fixed_ip": s.fixed_ip, "openstack_id": s.openstack_id, "owner": s.owner.email, "problem": s.problem,
+            "created_at": s.created_at.isoformat()}
+
+
+@bp.route("/me")
+@token_required
+def me():  # type: ignore[no-untyped-def]
+    """Who the token belongs to.
+    ---
+    get:
+      summary: The token's user
+      responses:
+        200: {description: "email, role and tenant"}
+        401: {description: "missing or invalid token"}
+    """
+    user = g.api_user
+    return jsonify({"email": user.email, "role": user.role, "tenant": user.tenant.slug})
+
+
+@bp.route("/catalog")
+@token_required
+def catalog():  # type: ignore[no-untyped-def]
+    """What can be ordered, with monthly prices in GBP.
+    ---
+    get:
+      summary: VM sizes, desktop templates and the caller's data halls
+      responses:
+        200: {description: "catalog"}
+    """
+    def offers(kind: str) -> list[dict[str, Any]]:
+        return [{"key": o.key, "name": o.name_en, "flavor": o.flavor, "vcpus": o.vcpus, "ram_mib": o.ram_mib,
+                 "disk_gb": o.disk_gb, "monthly_gbp": str(o.monthly), "image": o.image_key}
+                for o in service.offers(kind)]
+    from cloud_portal.catalog.models import Image
+    images = db.session.scalars(select(Image).where(Image.active.is_(True)))
+    return jsonify({"vm_sizes": offers("vm"), "desktops": offers("desktop"),
+                    "images": [{"key": i.key, "name": i.name, "kind": i.kind, "min_disk_gb": i.min_disk_gb}
+                               for i in images],
+                    "data_halls": g.api_user.tenant.allowed_halls})
+
+
+@bp.route("/quotas")
+@token_required
+def quotas():  # type: ignore[no-untyped-def]
+    """The caller's headroom: tenant and per-person limits, usage and what is left.
+    ---
+    get:
+      summary: Quota headroom of the caller
+      responses:
+        200: {description: "resource → limits, usage, available"}
+    """
+    user = g.api_user
+    room = headroom(user.tenant_id, user.id)
+    return jsonify({r: {"tenant_limit": h.tenant_limit, "tenant_used": h.tenant_used, "user_limit": h.user_limit,
+                        "user_used": h.user_used, "available": h.available} for r, h in room.items()})
+
+
+@bp.route("/requests", methods=["POST"])
+@token_required
+def create_request():  # type: ignore[no-untyped-def]
+    """Order a VM or a desktop.
+    ---
+    post:
+      summary: Submit a request (checked and quota-reserved before anything is queued)
+      requestBody:
+        content:
+          application/json:
+            schema: NewRequest
+      responses:
+        201: {description: "accepted: pending_approval or approved (provisioning queued)"}
+        400: {description: "invalid input, with the reason"}
+        409: {description: "over quota, naming what is short"}
+    """
+    data = body(NewRequest)
+    from cloud_portal.web.servers import cloud_or_none
+    created = service.submit_request(g.api_user, kind=data.kind, catalog_key=data.size, image_key=data.image,
+                                     data_hall=data.data_hall, name=data.name, cloud=cloud_or_none())
+    if created.state == m.APPROVED:
+        service.new_provision_job(created)
+        db.session.commit()
+        provision_request(created.id)
+    response = jsonify(request_json(created))
+    response.status_code = 201
+    response.headers["Location"] = url_for("api.get_request", request_id=created.id)
+    return response
+
+
+@bp.route("/requests")
+@token_required
+def list_requests():  # type: ignore[no-untyped-def]
+    """The caller's requests (or the tenant's with ?scope=tenant, admins only).
+    ---
+    get:
+      summary: List requests, newest first (?page=, ?scope=mine|tenant|approvals)
+      responses:
+        200: {description: "a page of requests"}
+    """
+    scope = request.args.get("scope", "mine")
+    if scope not in ("mine", "tenant", "approvals"):
+        raise InvalidInput("scope must be mine, tenant or approvals")
+    page = db.paginate(service.requests_query(g.api_user, scope=scope), page=max(1, request.args.get("page", 1, type=int)),
+                       per_page=50, error_out=False)
+    return jsonify({"items": [request_json(r) for r in page.items], "page": page.page, "pages": page.pages,
+                    "total": page.total})
+
+
+@bp.route("/requests/<int:request_id>")
+@token_required
+def get_request(request_id: int):  # type: ignore[no-untyped-def]
+    """One request with its progress steps.
+    ---
+    get:
+      summary: A request and the steps of its provisioning job
+      responses:
+        200: {description: "the request"}
+        404: {description: "no such request visible to the caller"}
+    """
+    return jsonify(request_json(service.load_request(g.api_user, request_id), steps=True))
+
+
+@bp.route("/requests/<int:request_id>/<any(approve, reject, cancel):decision>", methods=["POST"])
+@token_required
+def decide(request_id: int, decision: str):  # type: ignore[no-untyped-def]
+    """Approve or reject (tenant admins), or cancel (the requester).
+    ---
+    post:
+      summary: Decide on a request; reject needs {"reason": "..."}
+      responses:
+        200: {description: "the request after the decision"}
+        400: {description: "not in a state that allows it"}
+    """
+    user = g.api_user
+    if decision == "approve":
+        order = service.approve(user, request_id)
+        job = service.new_provision_job(order)
+        db.session.commit()
+        enqueue_job(job)
+    elif decision == "reject":
+        order = service.reject(user, request_id, body(Decision).reason)
+        db.session.commit()
+    else:
+        order = service.cancel(user, request_id)
+        db.session.commit()
+    return jsonify(request_json(order))
+
+
+@bp.route("/servers")
+@token_required
+def list_servers():  # type: ignore[no-untyped-def]
+    """Servers the caller owns (?scope=tenant for admins).
+    ---
+    get:
+      summary: List servers (?page=, ?scope=mine|tenant|all, ?sort=name|created|status|size)
+      responses:
+        200: {description: "a page of servers"}
+    """
+    scope = request.args.get("scope", "mine")
+    sort = request.args.get("sort", "created")
+    if scope not in ("mine", "tenant", "all") or sort not in service.SORTABLE:
+        raise InvalidInput("scope must be mine, tenant or all; sort one of " + ", ".join(service.SORTABLE))
+    page = db.paginate(service.servers_query(g.api_user, scope=scope, sort=sort),
+                       page=max(1, request.args.get("page", 1, type=int)), per_page=50, error_out=False)
+    return jsonify({"items": [server_json(s) for s in page.items], "page": page.page, "pages": page.pages,
+                    "total": page.total})
+
+
+@bp.route("/servers/<int:server_id>")
+@token_required
+def get_server(server_id: int):  # type: ignore[no-untyped-def]
+    """One server.
+    ---
+    get:
+      summary: A server as the portal knows it
+      responses:
+        200: {description: "the server"}
+        404: {description: "no such server visible to the caller"}
+    """
+    return jsonify(server_json(service.load_server(g.api_user, server_id)))
+
+
+@bp.route("/servers/<int:server_id>/actions", methods=["POST"])
+@token_required
+def server_action(server_id: int):  # type: ignore[no-untyped-def]
+    """Start, stop, reboot, resize or delete a server.
+    ---
+    post:
+      summary: Queue an action ({"action": "resize", "size": "large"})
+      requestBody:
+        content:
+          application/json:
+            schema: ServerActionBody
+      responses:
+        202: {description: "queued; poll the server for its status"}
+        400: {description: "not possible in the server's state"}
+    """
+    data = body(ServerActionBody)
+    server, job = service.request_action(g.api_user, server_id, data.action, new_size=data.size)
+    db.session.commit()
+    enqueue_job(job)
+    response = jsonify({"job": job.id, "server": server_json(server)})
+    response.status_code = 202
+    return response
+
+
+@bp.route("/openapi.json")
+def openapi():  # type: ignore[no-untyped-def]
+    """The OpenAPI 3 document of this API, generated from the views above."""
+    from apispec import APISpec
+    from apispec_webframeworks.flask import FlaskPlugin
+    spec = APISpec(title="Cwmwl Cymru portal API", version="1", openapi_version="3.0.3", plugins=[FlaskPlugin()])
+    spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
+    for model in (NewRequest, Decision, ServerActionBody):
+        spec.components.schema(model.__name__, model.model_json_schema())
+    for name, view in current_app.view_functions.items():
+        if name.startswith("api.") and name != "api.openapi":
+            spec.path(view=view, app=current_app)
+    document = spec.to_dict()
+    document["security"] = [{"bearer": []}]
+    return jsonify(document)
