@@ -19,6 +19,7 @@ import argparse
 import json
 import logging
 import os
+import secrets
 import statistics
 import subprocess
 import sys
@@ -29,7 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, delete, func, select, text
+from sqlalchemy import create_engine, delete, select, text
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BENCH_DB_NAME = "cloud_portal_bench"
@@ -89,7 +90,7 @@ def build_app(url: str, instance: Path) -> Any:
         tenant = get_tenant_by_slug(TENANT_SLUG)
         for i in range(32):
             add_user(None, email=f"bench{i}.{TENANT_SLUG}@example.cymru", display_name=f"Bench {i}",
-                     role="member", tenant=tenant, password="bench password long enough")
+                     role="member", tenant=tenant, password=secrets.token_urlsafe(16))  # never signs in
         db.session.commit()
     return app
 

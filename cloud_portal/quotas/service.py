@@ -12,14 +12,15 @@ never both pass a check that only one of them fits.
 """
 from __future__ import annotations
 
+import functools
 import logging
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import Select, bindparam, case, func, select, update
 
 from cloud_portal.audit import service as audit
 from cloud_portal.errors import InvalidInput, NotFound, PortalError, QuotaExceeded
@@ -103,14 +104,22 @@ def usage_for_user(user_id: int) -> dict[str, int]:
     return _sums(QuotaReservation.user_id == user_id)
 
 
-def _tenant_and_user_usage(tenant_id: int, user_id: int) -> tuple[dict[str, int], dict[str, int]]:
-    """Both usages in one query (the quota check runs while holding the tenant's lock)."""
+@functools.cache
+def _usage_statement() -> Select[Any]:
+    """Tenant usage and one person's usage in one query; built once (this runs under the lock,
+    and constructing the statement costs more Python time than executing it)."""
+    user_id = bindparam("user_id")
     tenant_cols = [func.coalesce(func.sum(getattr(QuotaReservation, r)), 0) for r in QUOTA_RESOURCES]
     user_cols = [func.coalesce(func.sum(case((QuotaReservation.user_id == user_id,
                                               getattr(QuotaReservation, r)), else_=0)), 0)
                  for r in QUOTA_RESOURCES]
-    row = db.session.execute(select(*tenant_cols, *user_cols).where(
-        QuotaReservation.tenant_id == tenant_id, QuotaReservation.state.in_(COUNTED_STATES))).one()
+    return select(*tenant_cols, *user_cols).where(
+        QuotaReservation.tenant_id == bindparam("tenant_id"),
+        QuotaReservation.state.in_(COUNTED_STATES))
+
+
+def _tenant_and_user_usage(tenant_id: int, user_id: int) -> tuple[dict[str, int], dict[str, int]]:
+    row = db.session.execute(_usage_statement(), {"tenant_id": tenant_id, "user_id": user_id}).one()
     n = len(QUOTA_RESOURCES)
     tenant_usage = {r: int(v) for r, v in zip(QUOTA_RESOURCES, row[:n], strict=True)}
     user_usage = {r: int(v) for r, v in zip(QUOTA_RESOURCES, row[n:], strict=True)}
@@ -155,15 +164,26 @@ def headroom(tenant_id: int, user_id: int) -> dict[str, ResourceHeadroom]:
 
 # Serialisation ----------------------------------------------------------------------------------
 
+@functools.cache
+def _lock_statement() -> Select[Any]:
+    """The tenant's row, locked (FOR UPDATE OF tenants; SQLite ignores it), with its limits."""
+    return (select(Tenant.id, QuotaLimit.scope, QuotaLimit.resource, QuotaLimit.limit)
+            .select_from(Tenant)
+            .outerjoin(QuotaLimit, QuotaLimit.tenant_id == Tenant.id)
+            .where(Tenant.id == bindparam("tenant_id"))
+            .with_for_update(of=Tenant))
+
+
 @contextmanager
-def serialised_for_tenant(tenant_id: int) -> Iterator[None]:
+def serialised_for_tenant(tenant_id: int) -> Iterator[TenantLimits]:
     """Run the block in one transaction that holds ``tenant_id``'s quota lock, then commit.
 
-    Quota checks for one tenant take turns: PostgreSQL locks the tenant's row (``SELECT … FOR
-    UPDATE``, waited for by the next checker; relies on the default READ COMMITTED isolation so
-    the check that follows sees every commit made before the lock was granted); SQLite starts the
-    transaction with ``BEGIN IMMEDIATE``, which takes the database's write lock up front (pysqlite
-    would otherwise begin a deferred transaction only at the first write, after the check).
+    Yields the tenant's limits, read with the lock. Quota checks for one tenant take turns:
+    PostgreSQL locks the tenant's row (``SELECT … FOR UPDATE OF tenants``, waited for by the next
+    checker; with the default READ COMMITTED isolation every later statement in the block sees
+    all commits made before the lock was granted); SQLite starts the transaction with ``BEGIN
+    IMMEDIATE``, which takes the database's write lock up front (pysqlite would otherwise begin a
+    deferred transaction only at the first write, after the check).
 
     The block commits on success and rolls back on any exception, releasing the lock either way.
     Nested use for the same tenant joins the outer block (so a caller can create its request row
@@ -175,10 +195,10 @@ def serialised_for_tenant(tenant_id: int) -> Iterator[None]:
     session = db.session
     held = session.info.get(_LOCK_KEY)
     if held is not None:
-        if held != tenant_id:
-            raise RuntimeError(f"already holding the quota lock of tenant {held}; "
+        if held[0] != tenant_id:
+            raise RuntimeError(f"already holding the quota lock of tenant {held[0]}; "
                                f"finish that transaction before locking tenant {tenant_id}")
-        yield
+        yield held[1]
         return
     connection = session.connection()
     if connection.dialect.name == "sqlite":
@@ -187,13 +207,18 @@ def serialised_for_tenant(tenant_id: int) -> Iterator[None]:
             raise RuntimeError("the session has uncommitted writes; commit or roll back before "
                                "taking a quota lock")
         connection.exec_driver_sql("BEGIN IMMEDIATE")
-    session.info[_LOCK_KEY] = tenant_id
     try:
-        locked = session.execute(
-            select(Tenant.id).where(Tenant.id == tenant_id).with_for_update()).scalar_one_or_none()
-        if locked is None:
+        rows = session.execute(_lock_statement(), {"tenant_id": tenant_id}).all()
+        if not rows:
             raise NotFound(f"There is no tenant with id {tenant_id}.")
-        yield
+        limits = TenantLimits()
+        for _, scope, resource, limit in rows:
+            if scope == SCOPE_TENANT:
+                limits.tenant[resource] = limit
+            elif scope == SCOPE_PER_USER:
+                limits.per_user[resource] = limit
+        session.info[_LOCK_KEY] = (tenant_id, limits)
+        yield limits
         session.commit()
     except BaseException:
         session.rollback()
@@ -268,8 +293,7 @@ def reserve(tenant: Tenant, user: User, *, instances: int = 0, vcpus: int = 0, r
     acting = actor if actor is not None else user
     acting_email = acting.email
 
-    with serialised_for_tenant(tenant_id):
-        limits = limits_for_tenant(tenant_id)
+    with serialised_for_tenant(tenant_id) as limits:
         tenant_usage, user_usage = _tenant_and_user_usage(tenant_id, user_id)
         problems = _shortfalls(tenant_name, limits, tenant_usage, user_usage, wanted)
         if problems:

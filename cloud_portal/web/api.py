@@ -195,7 +195,7 @@ def list_requests():  # type: ignore[no-untyped-def]
     """The caller's requests (or the tenant's with ?scope=tenant, admins only).
     ---
     get:
-      summary: List requests, newest first (?page=, ?scope=mine|tenant|approvals)
+      summary: "List requests, newest first (page, scope: mine, tenant or approvals)"
       responses:
         200: {description: "a page of requests"}
     """
@@ -228,7 +228,7 @@ def decide(request_id: int, decision: str):  # type: ignore[no-untyped-def]
     """Approve or reject (tenant admins), or cancel (the requester).
     ---
     post:
-      summary: Decide on a request; reject needs {"reason": "..."}
+      summary: "Decide on a request; reject needs a JSON body with a reason"
       responses:
         200: {description: "the request after the decision"}
         400: {description: "not in a state that allows it"}
@@ -254,7 +254,7 @@ def list_servers():  # type: ignore[no-untyped-def]
     """Servers the caller owns (?scope=tenant for admins).
     ---
     get:
-      summary: List servers (?page=, ?scope=mine|tenant|all, ?sort=name|created|status|size)
+      summary: "List servers (page, scope: mine, tenant or all; sort: name, created, status, size)"
       responses:
         200: {description: "a page of servers"}
     """
@@ -288,7 +288,7 @@ def server_action(server_id: int):  # type: ignore[no-untyped-def]
     """Start, stop, reboot, resize or delete a server.
     ---
     post:
-      summary: Queue an action ({"action": "resize", "size": "large"})
+      summary: "Queue an action, e.g. action resize with size large"
       requestBody:
         content:
           application/json:

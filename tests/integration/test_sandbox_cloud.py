@@ -21,7 +21,7 @@ from tests.fixtures.sandbox import SandboxCloud
 pytestmark = [
     pytest.mark.integration,
     # openstacksdk 4.14 warns about its own internals on almost every call.
-    pytest.mark.filterwarnings("ignore::DeprecationWarning:openstack.*"),
+    pytest.mark.filterwarnings("ignore:::openstack.*"),
 ]
 
 HALLS = ("nhs", "education", "local-government", "police")
