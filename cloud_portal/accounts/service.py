@@ -194,7 +194,7 @@ def create_demo_accounts() -> list[tuple[str, str, str]]:
     return created
 
 
-TOKEN_PREFIX = "cwc_"
+TOKEN_PREFIX = "cwc_"  # noqa: S105 - a public prefix that marks our tokens, not a secret
 
 
 def _hash_token(token: str) -> str:

@@ -8,8 +8,10 @@ openstacksdk (adapters.openstack).
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -397,8 +399,8 @@ def _start_job(job: m.Job, ctx: CloudContext, tenant_limit: int) -> bool:
     if running >= tenant_limit:
         raise TenantBusy(f"tenant {job.tenant_id} has {running} jobs running")
     claimed = db.session.execute(
-        update(m.Job).where(m.Job.id == job.id,
-                            (m.Job.state == m.JOB_QUEUED) | ((m.Job.state == m.JOB_RUNNING) & (m.Job.deadline_at < now)))
+        update(m.Job).where(m.Job.id == job.id, (m.Job.state == m.JOB_QUEUED)
+                            | ((m.Job.state == m.JOB_RUNNING) & (m.Job.deadline_at < now)))
         .values(state=m.JOB_RUNNING, attempts=m.Job.attempts + 1, started_at=now,
                 deadline_at=now + timedelta(seconds=ctx.job_lease_s))
         .execution_options(synchronize_session="fetch")).rowcount  # type: ignore[attr-defined]
@@ -407,9 +409,32 @@ def _start_job(job: m.Job, ctx: CloudContext, tenant_limit: int) -> bool:
     return bool(claimed)
 
 
-def _extend_lease(job: m.Job, seconds: float) -> None:
-    job.deadline_at = utcnow() + timedelta(seconds=seconds)
-    db.session.commit()
+@contextmanager
+def _lease_kept(job: m.Job, lease_s: float) -> Iterator[None]:
+    """Renew the job's lease every third of its length while the block runs.
+
+    A worker that dies stops renewing, so reconciliation sees the lease run out within
+    ``lease_s`` and resumes the job elsewhere; a live worker never loses its job.
+    """
+    from flask import current_app
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    job_id, stop = job.id, threading.Event()
+
+    def renew() -> None:
+        with app.app_context():
+            while not stop.wait(lease_s / 3):
+                db.session.execute(update(m.Job).where(m.Job.id == job_id, m.Job.state == m.JOB_RUNNING)
+                                   .values(deadline_at=utcnow() + timedelta(seconds=lease_s)))
+                db.session.commit()
+            db.session.remove()
+
+    thread = threading.Thread(target=renew, name=f"lease-{job_id[:8]}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 def _finish_job(job: m.Job, state: str, error: str | None = None) -> None:
@@ -417,8 +442,8 @@ def _finish_job(job: m.Job, state: str, error: str | None = None) -> None:
     db.session.commit()
 
 
-def _playbook(ctx: CloudContext, job: m.Job, playbook: str, variables: dict[str, Any], timeout_s: float) -> PlaybookResult:
-    _extend_lease(job, timeout_s + ctx.job_lease_s)
+def _playbook(ctx: CloudContext, job: m.Job, playbook: str, variables: dict[str, Any],
+              timeout_s: float) -> PlaybookResult:
     return run_playbook(playbook, variables, job_id=f"{job.id}-{job.attempts}", data_root=ctx.runs_dir,
                         clouds_yaml=ctx.clouds_yaml, cloud_name=ctx.cloud_name, timeout_s=timeout_s,
                         on_event=_progress_recorder(job))
@@ -451,6 +476,11 @@ def provision(request_id: int, ctx: CloudContext, *, tenant_limit: int, final_at
         return request.state  # another worker has it
     request.state = m.PROVISIONING
     db.session.commit()
+    with _lease_kept(job, ctx.job_lease_s):
+        return _provision_claimed(request, job, ctx, final_attempt=final_attempt)
+
+
+def _provision_claimed(request: m.ServerRequest, job: m.Job, ctx: CloudContext, *, final_attempt: bool) -> str:
     tenant = request.tenant
     try:
         project_id = tenant.openstack_project_id or ctx.cloud.find_project_id(project_name(tenant))
@@ -568,6 +598,11 @@ def perform_action(job_id: str, ctx: CloudContext, *, tenant_limit: int, final_a
         return job.state if job else "missing"
     if not _start_job(job, ctx, tenant_limit):
         return job.state
+    with _lease_kept(job, ctx.job_lease_s):
+        return _perform_claimed(job, ctx, final_attempt=final_attempt)
+
+
+def _perform_claimed(job: m.Job, ctx: CloudContext, *, final_attempt: bool) -> str:
     server = db.session.get(m.Server, job.server_id)
     assert server is not None and job.action is not None
     action, _, size_key = job.action.partition(":")
@@ -633,7 +668,8 @@ def _apply_resize(server: m.Server, size: VmSize, job: m.Job) -> None:
     with quotas.serialised_for_tenant(tenant_id):
         server = db.session.get(m.Server, server_id)
         assert server is not None
-        server.flavor, server.vcpus, server.ram_mib, server.disk_gb = size.flavor, size.vcpus, size.ram_mib, size.disk_gb
+        server.flavor, server.vcpus = size.flavor, size.vcpus
+        server.ram_mib, server.disk_gb = size.ram_mib, size.disk_gb
         if server.reservation_id is not None:
             held = db.session.get(QuotaReservation, server.reservation_id)
             if held is not None:

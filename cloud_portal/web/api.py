@@ -25,6 +25,7 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)  # bearer tokens, never cookies: no cross-site request can carry one
 F = TypeVar("F", bound=Callable[..., Any])
 ERROR_STATUS = {InvalidInput: 400, NotPermitted: 403, NotFound: 404, QuotaExceeded: 409}
+ERROR_CODES = {400: "invalid", 403: "forbidden", 404: "not_found", 409: "quota_exceeded"}
 
 
 def error(message: str, status: int, code: str) -> Any:
@@ -45,7 +46,7 @@ def token_required(view: F) -> F:
         except PortalError as exc:
             db.session.rollback()
             status = next((s for cls, s in ERROR_STATUS.items() if isinstance(exc, cls)), 502)
-            code = {400: "invalid", 403: "forbidden", 404: "not_found", 409: "quota_exceeded"}.get(status, "cloud_error")
+            code = ERROR_CODES.get(status, "cloud_error")
             return error(str(exc), status, code)
     return wrapper  # type: ignore[return-value]
 
@@ -202,8 +203,8 @@ def list_requests():  # type: ignore[no-untyped-def]
     scope = request.args.get("scope", "mine")
     if scope not in ("mine", "tenant", "approvals"):
         raise InvalidInput("scope must be mine, tenant or approvals")
-    page = db.paginate(service.requests_query(g.api_user, scope=scope), page=max(1, request.args.get("page", 1, type=int)),
-                       per_page=50, error_out=False)
+    page = db.paginate(service.requests_query(g.api_user, scope=scope),
+                       page=max(1, request.args.get("page", 1, type=int)), per_page=50, error_out=False)
     return jsonify({"items": [request_json(r) for r in page.items], "page": page.page, "pages": page.pages,
                     "total": page.total})
 

@@ -58,8 +58,8 @@ def new_request(kind: str):  # type: ignore[no-untyped-def]
     if request.method == "GET" and request.args.get("size"):
         form.catalog_key.data = request.args["size"]
     room = headroom(current_user.tenant_id, current_user.id)
-    blocked = [resource for resource, h in room.items() if h.available <= 0
-               and resource in ("instances", "vcpus", "ram_mib", "disk_gb") + (("desktops",) if kind == "desktop" else ())]
+    needed = ("instances", "vcpus", "ram_mib", "disk_gb") + (("desktops",) if kind == "desktop" else ())
+    blocked = [resource for resource, h in room.items() if h.available <= 0 and resource in needed]
     status = 200
     if form.validate_on_submit():
         try:

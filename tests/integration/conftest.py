@@ -23,10 +23,10 @@ _cloud_synced: dict[str, bool] = {}
 @pytest.fixture
 def cloud_app(make_app: Callable[..., Any], cloud_settings: dict[str, Any]) -> Any:
     """An app using the sandbox, with tenants.yaml in the database and (once per session) in OpenStack."""
-    from tests.conftest import TENANTS_FILE
     from cloud_portal.provisioning.service import CloudContext, sync_tenants_to_cloud
     from cloud_portal.tenants.config_file import load_tenants_file
     from cloud_portal.tenants.service import list_tenants, sync_tenants
+    from tests.conftest import TENANTS_FILE
     app = make_app(**cloud_settings)
     with app.app_context():
         sync_tenants(load_tenants_file(TENANTS_FILE))
