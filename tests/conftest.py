@@ -16,7 +16,7 @@ from cloud_portal.extensions import db as _db
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TENANTS_FILE = REPO_ROOT / "tenants.yaml"
-pytest_plugins = ["tests.fixtures.sandbox"] if (Path(__file__).parent / "fixtures" / "sandbox.py").exists() else []  # TODO-REMOVE guard
+pytest_plugins = ["tests.fixtures.sandbox"]
 
 
 def pytest_report_header(config: pytest.Config) -> str:

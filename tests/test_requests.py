@@ -1,9 +1,8 @@
 """Requests without a cloud: validation, approval thresholds, quota holds, API auth and OpenAPI."""
 from __future__ import annotations
 
-from typing import Any
-
 import re
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
