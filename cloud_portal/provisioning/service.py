@@ -29,6 +29,7 @@ from cloud_portal.adapters.openstack import (
     CloudUnavailable,
     OpenStackCloud,
     ServerInfo,
+    request_tag,
 )
 from cloud_portal.audit import service as audit
 from cloud_portal.catalog.models import Image, VmSize
@@ -495,7 +496,7 @@ def _provision_claimed(request: m.ServerRequest, job: m.Job, ctx: CloudContext, 
             variables: dict[str, Any] = {
                 "project_name": project_name(tenant), "server_name": request.name, "image": image.os_image,
                 "flavor": request.flavor, "network": ctx.network, "availability_zone": request.data_hall,
-                "metadata": {REQUEST_ID_KEY: str(request.id), "portal_tenant": tenant.slug,
+                "metadata": {REQUEST_ID_KEY: request_tag(request.id), "portal_tenant": tenant.slug,
                              "portal_owner": request.requester.email}}
             playbook = "create_server.yml"
             if request.kind == m.KIND_DESKTOP:
@@ -769,7 +770,7 @@ def reconcile(ctx: CloudContext, *, resume: Callable[[m.Job], None]) -> Reconcil
         live = {s.id: s for s in ctx.cloud.list_servers(project_id)}
         known = {s.openstack_id: s for s in db.session.scalars(select(m.Server).where(
             m.Server.tenant_id == tenant.id, m.Server.status != m.SERVER_DELETED, m.Server.openstack_id.is_not(None)))}
-        in_flight = {str(r) for r in db.session.scalars(select(m.ServerRequest.id).where(
+        in_flight = {request_tag(r) for r in db.session.scalars(select(m.ServerRequest.id).where(
             m.ServerRequest.tenant_id == tenant.id, m.ServerRequest.state.in_(m.OPEN_REQUEST_STATES)))}
         for openstack_id, server in known.items():
             info = live.get(openstack_id or "")
@@ -792,8 +793,9 @@ def reconcile(ctx: CloudContext, *, resume: Callable[[m.Job], None]) -> Reconcil
         for openstack_id, info in live.items():
             if openstack_id in known or info.metadata.get(REQUEST_ID_KEY) in in_flight:
                 continue
-            request_id = info.metadata.get(REQUEST_ID_KEY)
-            request = db.session.get(m.ServerRequest, int(request_id)) if (request_id or "").isdigit() else None
+            tag = info.metadata.get(REQUEST_ID_KEY) or ""
+            request_id = tag.removeprefix("request-")
+            request = db.session.get(m.ServerRequest, int(request_id)) if request_id.isdigit() else None
             if request is not None and request.state in (m.FAILED, m.CANCELLED):
                 # Left behind by a failed request when the cloud was down: remove it now.
                 _remove_half_made(request, ctx)

@@ -55,8 +55,8 @@ RESOURCE_WORDS: dict[str, str] = {
     "desktops": "desktops",
 }
 
-#: Key in ``Session.info`` naming the tenant whose quota lock the current transaction holds.
-_LOCK_KEY = "cloud_portal.quotas.locked_tenant_id"
+#: Key in ``Session.info`` holding the session's current quota transaction, if any.
+_LOCK_KEY = "cloud_portal.quotas.transaction"
 
 
 @dataclass
@@ -166,65 +166,96 @@ def headroom(tenant_id: int, user_id: int) -> dict[str, ResourceHeadroom]:
 
 @functools.cache
 def _lock_statement() -> Select[Any]:
-    """The tenant's row, locked (FOR UPDATE OF tenants; SQLite ignores it), with its limits."""
+    """The tenant's row, locked, with its limits (one round trip).
+
+    ``FOR NO KEY UPDATE OF tenants`` (SQLite ignores it): it conflicts with itself, so quota
+    checks for one tenant take turns, but not with the ``FOR KEY SHARE`` locks PostgreSQL takes
+    for foreign-key checks, so inserting rows that refer to the tenant (reservations, audit
+    events, users) neither waits for the quota lock nor deadlocks with it. A plain ``FOR
+    UPDATE`` would deadlock in :func:`reserve`, which inserts before locking.
+    """
     return (select(Tenant.id, QuotaLimit.scope, QuotaLimit.resource, QuotaLimit.limit)
             .select_from(Tenant)
             .outerjoin(QuotaLimit, QuotaLimit.tenant_id == Tenant.id)
             .where(Tenant.id == bindparam("tenant_id"))
-            .with_for_update(of=Tenant))
+            .with_for_update(of=Tenant, key_share=True))
+
+
+class _QuotaTransaction:
+    """One transaction for one tenant's quota; :meth:`lock` takes the tenant's lock (once)."""
+
+    def __init__(self, tenant_id: int) -> None:
+        self.tenant_id = tenant_id
+        self.limits: TenantLimits | None = None
+
+    def lock(self) -> TenantLimits:
+        """Wait for the tenant's quota lock; return its limits as read under the lock."""
+        if self.limits is None:
+            rows = db.session.execute(_lock_statement(), {"tenant_id": self.tenant_id}).all()
+            if not rows:
+                raise NotFound(f"There is no tenant with id {self.tenant_id}.")
+            limits = TenantLimits()
+            for _, scope, resource, limit in rows:
+                if scope == SCOPE_TENANT:
+                    limits.tenant[resource] = limit
+                elif scope == SCOPE_PER_USER:
+                    limits.per_user[resource] = limit
+            self.limits = limits
+        return self.limits
 
 
 @contextmanager
-def serialised_for_tenant(tenant_id: int) -> Iterator[TenantLimits]:
-    """Run the block in one transaction that holds ``tenant_id``'s quota lock, then commit.
+def _quota_transaction(tenant_id: int) -> Iterator[_QuotaTransaction]:
+    """A transaction that commits at the end of the block (rolls back on any exception).
 
-    Yields the tenant's limits, read with the lock. Quota checks for one tenant take turns:
-    PostgreSQL locks the tenant's row (``SELECT … FOR UPDATE OF tenants``, waited for by the next
-    checker; with the default READ COMMITTED isolation every later statement in the block sees
-    all commits made before the lock was granted); SQLite starts the transaction with ``BEGIN
-    IMMEDIATE``, which takes the database's write lock up front (pysqlite would otherwise begin a
-    deferred transaction only at the first write, after the check).
-
-    The block commits on success and rolls back on any exception, releasing the lock either way.
-    Nested use for the same tenant joins the outer block (so a caller can create its request row
-    and call :func:`reserve` in one transaction); nesting for another tenant is an error.
-
-    On SQLite the session must not hold uncommitted writes already (they would have begun a
-    deferred transaction that cannot be upgraded safely): commit or roll back first.
+    On SQLite it starts with ``BEGIN IMMEDIATE``, taking the database's write lock before the
+    first read, so it is serialised from its start; on PostgreSQL the serialising point is
+    :meth:`_QuotaTransaction.lock`. Nested blocks for the same tenant join the outer one.
     """
     session = db.session
-    held = session.info.get(_LOCK_KEY)
-    if held is not None:
-        if held[0] != tenant_id:
-            raise RuntimeError(f"already holding the quota lock of tenant {held[0]}; "
-                               f"finish that transaction before locking tenant {tenant_id}")
-        yield held[1]
+    outer = session.info.get(_LOCK_KEY)
+    if outer is not None:
+        if outer.tenant_id != tenant_id:
+            raise RuntimeError(f"already in the quota transaction of tenant {outer.tenant_id}; "
+                               f"finish it before starting one for tenant {tenant_id}")
+        yield outer
         return
     connection = session.connection()
     if connection.dialect.name == "sqlite":
         driver = connection.connection.driver_connection
         if driver is not None and driver.in_transaction:  # type: ignore[attr-defined]
             raise RuntimeError("the session has uncommitted writes; commit or roll back before "
-                               "taking a quota lock")
+                               "starting a quota transaction")
+        # pysqlite would begin a deferred transaction only at the first write, after the check.
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+    txn = _QuotaTransaction(tenant_id)
+    session.info[_LOCK_KEY] = txn
     try:
-        rows = session.execute(_lock_statement(), {"tenant_id": tenant_id}).all()
-        if not rows:
-            raise NotFound(f"There is no tenant with id {tenant_id}.")
-        limits = TenantLimits()
-        for _, scope, resource, limit in rows:
-            if scope == SCOPE_TENANT:
-                limits.tenant[resource] = limit
-            elif scope == SCOPE_PER_USER:
-                limits.per_user[resource] = limit
-        session.info[_LOCK_KEY] = (tenant_id, limits)
-        yield limits
+        yield txn
         session.commit()
     except BaseException:
         session.rollback()
         raise
     finally:
         session.info.pop(_LOCK_KEY, None)
+
+
+@contextmanager
+def serialised_for_tenant(tenant_id: int) -> Iterator[TenantLimits]:
+    """Run the block in one transaction holding ``tenant_id``'s quota lock; commit at the end.
+
+    Yields the tenant's limits, read under the lock. Quota decisions for one tenant take turns:
+    on PostgreSQL by a lock on the tenant's row (see :func:`_lock_statement`; with the default
+    READ COMMITTED isolation each later statement sees every commit made before the lock was
+    granted), on SQLite by starting the transaction with ``BEGIN IMMEDIATE``.
+
+    The block commits on success and rolls back on any exception, releasing the lock either way.
+    Nested use for the same tenant joins the outer block (so a caller can create its request row
+    and call :func:`reserve` in one transaction); nesting for another tenant is an error.
+    On SQLite the session must not hold uncommitted writes already: commit or roll back first.
+    """
+    with _quota_transaction(tenant_id) as txn:
+        yield txn.lock()
 
 
 # Reservations -----------------------------------------------------------------------------------
@@ -263,8 +294,8 @@ def reserve(tenant: Tenant, user: User, *, instances: int = 0, vcpus: int = 0, r
     """Hold resources for ``user`` in ``tenant`` if the tenant's and the person's limits allow.
 
     **Commits.** Unlike most services, this one owns its transaction: the check and the new
-    reservation are written in one transaction under the tenant's quota lock
-    (:func:`serialised_for_tenant`), and committing is what releases the lock. Anything else
+    reservation are one transaction serialised per tenant (see :func:`serialised_for_tenant`),
+    and committing is what releases the lock; on refusal it rolls back. Anything else
     pending in the session is committed with it. To write other rows atomically with the
     reservation (a provisioning request, say), call this inside
     ``with serialised_for_tenant(tenant.id):``; the commit then happens when that block ends.
@@ -293,13 +324,10 @@ def reserve(tenant: Tenant, user: User, *, instances: int = 0, vcpus: int = 0, r
     acting = actor if actor is not None else user
     acting_email = acting.email
 
-    with serialised_for_tenant(tenant_id) as limits:
-        tenant_usage, user_usage = _tenant_and_user_usage(tenant_id, user_id)
-        problems = _shortfalls(tenant_name, limits, tenant_usage, user_usage, wanted)
-        if problems:
-            log.info("quota refused for %s in %s (%s): %s", user_email, tenant_slug, purpose,
-                     " ".join(problems))
-            raise QuotaExceeded(" ".join(problems))
+    with _quota_transaction(tenant_id) as txn:
+        # Write first, lock, then check with our own reservation counted: on PostgreSQL the
+        # inserts run before the lock, so the lock is held only for one query and the commit.
+        # Nobody else sees the rows before the commit; a refusal rolls them back.
         reservation = QuotaReservation(tenant_id=tenant_id, user_id=user_id, purpose=purpose,
                                        state=RESERVATION_OPEN, **wanted)
         db.session.add(reservation)
@@ -307,6 +335,16 @@ def reserve(tenant: Tenant, user: User, *, instances: int = 0, vcpus: int = 0, r
         reservation_id = reservation.id
         audit.record(acting, "quota.reserve", "quota_reservation", reservation_id,
                      tenant_id=tenant_id, after={"purpose": purpose, "user_id": user_id, **wanted})
+        db.session.flush()
+        limits = txn.lock()
+        tenant_usage, user_usage = _tenant_and_user_usage(tenant_id, user_id)
+        others_tenant = {r: tenant_usage[r] - wanted[r] for r in QUOTA_RESOURCES}
+        others_user = {r: user_usage[r] - wanted[r] for r in QUOTA_RESOURCES}
+        problems = _shortfalls(tenant_name, limits, others_tenant, others_user, wanted)
+        if problems:
+            log.info("quota refused for %s in %s (%s): %s", user_email, tenant_slug, purpose,
+                     " ".join(problems))
+            raise QuotaExceeded(" ".join(problems))
     log.info("quota reservation %s (%s) for %s made by %s", reservation_id, purpose, user_email,
              acting_email)
     return reservation

@@ -33,7 +33,7 @@ def _submit(user: Any, name: str, size: str = "small", hall: str = "local-govern
 def _servers_for_request(sandbox_cloud: Any, request_id: int) -> list[Any]:
     conn = sandbox_cloud.connect()
     return [s for s in conn.compute.servers(details=True, all_projects=True)
-            if (s.metadata or {}).get("portal_request_id") == str(request_id)]
+            if (s.metadata or {}).get("portal_request_id") == f"request-{request_id}"]
 
 
 def _stop_service(name: str) -> None:
