@@ -302,8 +302,11 @@ def worker(threads: int | None) -> None:
     if app.config["QUEUE_IMMEDIATE"]:
         raise click.ClickException("QUEUE_IMMEDIATE is set: jobs run inline, there is nothing to consume")
     set_worker_app(app)
+    # Poll an idle SQLite queue every 50-500 ms (Huey's default backs off to 10 s, which a
+    # person waiting for their server would feel); Redis storage blocks on the list instead.
     consumer = huey.create_consumer(workers=threads or int(app.config["WORKER_THREADS"]),
-                                    worker_type="thread", periodic=True, check_worker_health=True)
+                                    worker_type="thread", periodic=True, check_worker_health=True,
+                                    initial_delay=0.05, backoff=1.5, max_delay=0.5)
     click.echo(f"worker consuming from {type(huey.storage).__name__} with "
                f"{threads or app.config['WORKER_THREADS']} threads")
     consumer.run()

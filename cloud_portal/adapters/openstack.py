@@ -26,10 +26,10 @@ T = TypeVar("T")
 REQUEST_ID_KEY = "portal_request_id"
 
 
-def request_tag(request_id: int | str) -> str:
-    """The metadata value for a request: "request-17". Never all digits, because Ansible
+def request_tag(request_uid: str) -> str:
+    """The metadata value for a request: "request-<uid>". Never all digits, because Ansible
     turns a templated "17" into the number 17, which Nova refuses as metadata."""
-    return f"request-{request_id}"
+    return f"request-{request_uid}"
 
 
 class CloudError(Exception):
@@ -163,10 +163,10 @@ class OpenStackCloud:
             query["project_id"] = project_id
         return self._call(lambda: [_server_info(s) for s in self.conn.compute.servers(details=True, **query)])
 
-    def find_server_by_request(self, project_id: str, request_id: int | str) -> ServerInfo | None:
+    def find_server_by_request(self, project_id: str, request_uid: str) -> ServerInfo | None:
         """The server a portal request made, found by the request id in its metadata."""
         for server in self.list_servers(project_id):
-            if server.metadata.get(REQUEST_ID_KEY) == request_tag(request_id) and server.status != "DELETED":
+            if server.metadata.get(REQUEST_ID_KEY) == request_tag(request_uid) and server.status != "DELETED":
                 return server
         return None
 

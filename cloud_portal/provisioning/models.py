@@ -1,6 +1,7 @@
 """Requests for servers and desktops, the servers themselves, and the jobs that make them."""
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -38,6 +39,9 @@ class ServerRequest(db.Model):  # type: ignore[name-defined]
     __table_args__ = (Index("ix_server_requests_tenant_state", "tenant_id", "state"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: Globally unique id put in the server's metadata, so a retried create finds its server
+    #: (row ids repeat across databases that share a cloud; these never do).
+    uid: Mapped[str] = mapped_column(String(32), unique=True, default=lambda: uuid.uuid4().hex)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
     requester_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     #: "vm" or "desktop"

@@ -488,7 +488,7 @@ def _provision_claimed(request: m.ServerRequest, job: m.Job, ctx: CloudContext, 
         if project_id is None:
             raise ProvisioningFailed(f"{tenant.name_en} has no OpenStack project yet; ask a platform "
                                      "administrator to run `cloud-portal tenants sync`.")
-        existing = ctx.cloud.find_server_by_request(project_id, str(request.id))
+        existing = ctx.cloud.find_server_by_request(project_id, request.uid)
         if existing is None:
             _step(job, "Check for a server made by an earlier attempt", "ok", "none found")
             image = db.session.scalar(select(Image).where(Image.key == request.image_key))
@@ -496,7 +496,7 @@ def _provision_claimed(request: m.ServerRequest, job: m.Job, ctx: CloudContext, 
             variables: dict[str, Any] = {
                 "project_name": project_name(tenant), "server_name": request.name, "image": image.os_image,
                 "flavor": request.flavor, "network": ctx.network, "availability_zone": request.data_hall,
-                "metadata": {REQUEST_ID_KEY: request_tag(request.id), "portal_tenant": tenant.slug,
+                "metadata": {REQUEST_ID_KEY: request_tag(request.uid), "portal_tenant": tenant.slug,
                              "portal_owner": request.requester.email}}
             playbook = "create_server.yml"
             if request.kind == m.KIND_DESKTOP:
@@ -508,7 +508,7 @@ def _provision_claimed(request: m.ServerRequest, job: m.Job, ctx: CloudContext, 
             created = result.result_of("Boot desktop" if request.kind == m.KIND_DESKTOP else "Boot server")
             server_id = ((created or {}).get("server") or {}).get("id")
             if not server_id:
-                found = ctx.cloud.find_server_by_request(project_id, str(request.id))
+                found = ctx.cloud.find_server_by_request(project_id, request.uid)
                 server_id = found.id if found else None
             if not server_id:
                 raise ProvisioningFailed("the playbook finished but no server was made")
@@ -579,7 +579,7 @@ def _remove_half_made(request: m.ServerRequest, ctx: CloudContext) -> str:
         project_id = request.tenant.openstack_project_id or ctx.cloud.find_project_id(project_name(request.tenant))
         if project_id is None:
             return ""
-        leftover = ctx.cloud.find_server_by_request(project_id, str(request.id))
+        leftover = ctx.cloud.find_server_by_request(project_id, request.uid)
         if leftover is None:
             return ""
         result = run_playbook("server_action.yml", {"project_name": project_name(request.tenant),
@@ -770,7 +770,7 @@ def reconcile(ctx: CloudContext, *, resume: Callable[[m.Job], None]) -> Reconcil
         live = {s.id: s for s in ctx.cloud.list_servers(project_id)}
         known = {s.openstack_id: s for s in db.session.scalars(select(m.Server).where(
             m.Server.tenant_id == tenant.id, m.Server.status != m.SERVER_DELETED, m.Server.openstack_id.is_not(None)))}
-        in_flight = {request_tag(r) for r in db.session.scalars(select(m.ServerRequest.id).where(
+        in_flight = {request_tag(r) for r in db.session.scalars(select(m.ServerRequest.uid).where(
             m.ServerRequest.tenant_id == tenant.id, m.ServerRequest.state.in_(m.OPEN_REQUEST_STATES)))}
         for openstack_id, server in known.items():
             info = live.get(openstack_id or "")
@@ -794,8 +794,8 @@ def reconcile(ctx: CloudContext, *, resume: Callable[[m.Job], None]) -> Reconcil
             if openstack_id in known or info.metadata.get(REQUEST_ID_KEY) in in_flight:
                 continue
             tag = info.metadata.get(REQUEST_ID_KEY) or ""
-            request_id = tag.removeprefix("request-")
-            request = db.session.get(m.ServerRequest, int(request_id)) if request_id.isdigit() else None
+            request = db.session.scalar(select(m.ServerRequest).where(
+                m.ServerRequest.uid == tag.removeprefix("request-"))) if tag else None
             if request is not None and request.state in (m.FAILED, m.CANCELLED):
                 # Left behind by a failed request when the cloud was down: remove it now.
                 _remove_half_made(request, ctx)

@@ -45,7 +45,7 @@ def test_web_request_to_active_then_lifecycle(cloud_app: Any, make_user: Any, sa
     server = _server_row(name)
     assert server.status == "ACTIVE" and server.fixed_ip
     live = _project_servers(sandbox_cloud, "torfaen")[server.openstack_id]
-    assert live.status == "ACTIVE" and live.metadata["portal_request_id"] == f"request-{server.request_id}"
+    assert live.status == "ACTIVE" and live.metadata["portal_request_id"] == f"request-{server.request.uid}"
     assert live.availability_zone == "local-government"
     conn = sandbox_cloud.connect()
     ports = list(conn.network.ports(device_id=server.openstack_id))

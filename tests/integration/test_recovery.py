@@ -30,10 +30,10 @@ def _submit(user: Any, name: str, size: str = "small", hall: str = "local-govern
     return request
 
 
-def _servers_for_request(sandbox_cloud: Any, request_id: int) -> list[Any]:
+def _servers_for_request(sandbox_cloud: Any, request_uid: str) -> list[Any]:
     conn = sandbox_cloud.connect()
     return [s for s in conn.compute.servers(details=True, all_projects=True)
-            if (s.metadata or {}).get("portal_request_id") == f"request-{request_id}"]
+            if (s.metadata or {}).get("portal_request_id") == f"request-{request_uid}"]
 
 
 def _stop_service(name: str) -> None:
@@ -66,7 +66,7 @@ def test_nova_api_down_fails_readably_and_leaves_nothing(cloud_app: Any, make_us
                              "Please try again in a few minutes.")
     assert usage_for_tenant(member.tenant_id)["instances"] == 0
     service.reconcile(ctx, resume=lambda job: None)
-    assert _servers_for_request(sandbox_cloud, request.id) == []
+    assert _servers_for_request(sandbox_cloud, request.uid) == []
 
 
 def test_transient_error_is_retried_not_failed(cloud_app: Any, make_user: Any, unique_name: Any) -> None:
@@ -136,7 +136,7 @@ def test_worker_killed_mid_job_gives_exactly_one_server(cloud_app: Any, make_use
         second.wait(timeout=30)
     db.session.expire_all()
     assert db.session.get(m.ServerRequest, request.id).state == "active"
-    servers = _servers_for_request(sandbox_cloud, request.id)
+    servers = _servers_for_request(sandbox_cloud, request.uid)
     assert len(servers) == 1, [s.id for s in servers]
     cloud_app.config.update(QUEUE_IMMEDIATE=True)
     configure_queue(cloud_app)

@@ -1,8 +1,8 @@
 """provisioning and api tokens
 
-Revision ID: 4e2daa76f4d6
+Revision ID: 603fbf5a8a66
 Revises: cd98a6255f66
-Create Date: 2026-11-22 01:00:16.143822
+Create Date: 2026-11-22 01:13:25.534005
 
 """
 from alembic import op
@@ -12,7 +12,7 @@ import cloud_portal.timeutil
 
 
 # revision identifiers, used by Alembic.
-revision = '4e2daa76f4d6'
+revision = '603fbf5a8a66'
 down_revision = 'cd98a6255f66'
 branch_labels = None
 depends_on = None
@@ -53,6 +53,7 @@ def upgrade():
 
     op.create_table('server_requests',
     sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('uid', sa.String(length=32), nullable=False),
     sa.Column('tenant_id', sa.Integer(), nullable=False),
     sa.Column('requester_id', sa.Integer(), nullable=False),
     sa.Column('kind', sa.String(length=16), nullable=False),
@@ -76,7 +77,8 @@ def upgrade():
     sa.ForeignKeyConstraint(['requester_id'], ['users.id'], name=op.f('fk_server_requests_requester_id_users')),
     sa.ForeignKeyConstraint(['reservation_id'], ['quota_reservations.id'], name=op.f('fk_server_requests_reservation_id_quota_reservations')),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_server_requests_tenant_id_tenants')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_server_requests'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_server_requests')),
+    sa.UniqueConstraint('uid', name=op.f('uq_server_requests_uid'))
     )
     with op.batch_alter_table('server_requests', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_server_requests_created_at'), ['created_at'], unique=False)
