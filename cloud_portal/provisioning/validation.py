@@ -14,13 +14,13 @@ def validate_hostname(name: str | None) -> str:
     """Return the host name lower-cased, or raise InvalidInput saying what is wrong with it."""
     if name is None or name == "":
         raise InvalidInput("Enter a name for the server.")
-    if len(name) > 63:
-        raise InvalidInput(f"The name is {len(name)} characters long; the most is 63.")
     bad = sorted({ch for ch in name if not (ch.isascii() and (ch.isalnum() or ch == "-"))})
     if bad:
         shown = ", ".join(repr(ch) if ch.isprintable() else f"U+{ord(ch):04X}" for ch in bad[:5])
         raise InvalidInput(f"The name may contain only the letters a-z, the digits 0-9 and hyphens "
                            f"(not {shown}).")
+    if len(name) > 63:
+        raise InvalidInput(f"The name is {len(name)} characters long; the most is 63.")
     if name.startswith("-") or name.endswith("-"):
         raise InvalidInput("The name may not start or end with a hyphen.")
     if not _LABEL.fullmatch(name):

@@ -21,8 +21,12 @@ _cloud_synced: dict[str, bool] = {}
 
 
 @pytest.fixture
-def cloud_app(make_app: Callable[..., Any], cloud_settings: dict[str, Any]) -> Any:
-    """An app using the sandbox, with tenants.yaml in the database and (once per session) in OpenStack."""
+def cloud_app(make_app: Callable[..., Any], cloud_settings: dict[str, Any], app: Any) -> Any:
+    """An app using the sandbox, with tenants.yaml in the database and (once per session) in OpenStack.
+
+    Depends on ``app`` so that its context is pushed first and this one sits on top: code
+    under test that reads ``current_app`` then sees the sandbox settings.
+    """
     from cloud_portal.provisioning.service import CloudContext, sync_tenants_to_cloud
     from cloud_portal.tenants.config_file import load_tenants_file
     from cloud_portal.tenants.service import list_tenants, sync_tenants

@@ -99,17 +99,18 @@ def test_api_desktop_request_and_actions(cloud_app: Any, make_user: Any, sandbox
 
 def test_approval_path(cloud_app: Any, make_user: Any, unique_name: Any) -> None:
     member = make_user("member", "blaenau-gwent")
+    colleague = make_user("member", "blaenau-gwent")
     admin = make_user("tenant_admin", "blaenau-gwent")
-    client = cloud_app.test_client()
-    client.post("/sign-in", data={"email": member.email, "password": "correct horse battery"})
     names = [unique_name("big"), unique_name("big")]
-    for name in names:  # 8 vCPUs is over Blaenau Gwent's threshold of 4
+    for person, name in zip((member, colleague), names):  # 8 vCPUs is over Blaenau Gwent's threshold of 4
+        client = cloud_app.test_client()
+        client.post("/sign-in", data={"email": person.email, "password": "correct horse battery"})
         client.post("/requests/new/vm", data={"name": name, "catalog_key": "xlarge", "image_key": "rocky-9",
                                               "data_hall": "local-government"})
-    waiting = list(db.session.scalars(select(m.ServerRequest).where(m.ServerRequest.requester_id == member.id)))
+    waiting = list(db.session.scalars(select(m.ServerRequest).order_by(m.ServerRequest.id)))
     assert [r.state for r in waiting] == ["pending_approval", "pending_approval"]
     assert usage_for_tenant(member.tenant_id)["vcpus"] == 16  # held while waiting
-    client.post("/sign-out")
+    client = cloud_app.test_client()
     client.post("/sign-in", data={"email": admin.email, "password": "correct horse battery"})
     assert names[0] in client.get("/approvals").get_data(as_text=True)
     client.post(f"/requests/{waiting[0].id}/approve")
@@ -120,10 +121,13 @@ def test_approval_path(cloud_app: Any, make_user: Any, unique_name: Any) -> None
     assert rejected.state == "rejected" and rejected.reason == "Use a large size instead, please."
     assert usage_for_tenant(member.tenant_id)["vcpus"] == 8
     client.post("/sign-out")
-    client.post("/sign-in", data={"email": member.email, "password": "correct horse battery"})
+    client.post("/sign-in", data={"email": colleague.email, "password": "correct horse battery"})
     assert "Use a large size instead, please." in client.get(f"/requests/{waiting[1].id}").get_data(as_text=True)
+    client.post("/sign-out")
+    client.post("/sign-in", data={"email": member.email, "password": "correct horse battery"})
     server = _server_row(names[0])
     client.post(f"/servers/{server.id}/delete")
+    assert _server_row(names[0]).status == "DELETED"
 
 
 HOSTILE_NAMES = [
@@ -171,7 +175,7 @@ def test_data_hall_not_allowed_is_refused(cloud_app: Any, make_user: Any) -> Non
     page = client.post("/requests/new/vm", data={"name": "evidence-store", "catalog_key": "small",
                                                  "image_key": "debian-12", "data_hall": "police"})
     assert page.status_code == 400
-    assert re.search(r"may not place servers in the .police. data hall", page.get_data(as_text=True))
+    assert re.search(r"may not place servers in the (&#39;|')police(&#39;|') data hall", page.get_data(as_text=True))
     assert db.session.scalar(select(func.count()).select_from(m.ServerRequest)) == 0
 
 

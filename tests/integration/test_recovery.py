@@ -116,6 +116,7 @@ def test_worker_killed_mid_job_gives_exactly_one_server(cloud_app: Any, make_use
     finally:
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
+
     db.session.expire_all()
     assert db.session.get(m.ServerRequest, request.id).state == "provisioning"
     time.sleep(6)  # let the job's lease run out
@@ -124,7 +125,8 @@ def test_worker_killed_mid_job_gives_exactly_one_server(cloud_app: Any, make_use
     try:
         from cloud_portal.jobs.provisioning import reconcile_now
         report = reconcile_now()
-        assert report.resumed_jobs, "reconciliation did not resume the interrupted job"
+        jobs = [(j.state, j.attempts, j.deadline_at) for j in db.session.scalars(select(m.Job))]
+        assert report.resumed_jobs, f"reconciliation did not resume the interrupted job: {jobs}"
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             db.session.expire_all()
@@ -177,7 +179,7 @@ def test_reconciliation_after_out_of_band_changes(cloud_app: Any, make_user: Any
         assert any(stranger.id in line for line in report.findings)
         finding = db.session.scalar(select(m.ReconcileFinding).where(m.ReconcileFinding.openstack_id == stranger.id))
         assert finding.kind == "unknown_server" and finding.tenant_id == member.tenant_id
-        assert project.id == stranger.project_id
+        assert conn.compute.get_server(stranger.id).project_id == project.id
         again = service.reconcile(ctx, resume=lambda job: None)  # a second run finds nothing new
         assert again.findings == [] and again.updated == []
     finally:
