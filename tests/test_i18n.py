@@ -23,6 +23,8 @@ def test_every_string_in_the_code_is_in_the_welsh_catalogue(tmp_path: Path) -> N
                     "-k", "lazy_gettext", "-k", "_l", "-o", str(pot), "cloud_portal", "templates"], cwd=REPO_ROOT, check=True)
     with pot.open("rb") as f:
         wanted = {m.id for m in read_po(f) if m.id}
+    assert len(wanted) > 150, "extraction found too few strings: check babel.cfg"
+    assert "Sign in" in wanted and "Request a virtual machine" in wanted
     with PO.open("rb") as f:
         catalogue = read_po(f)
     translated = {m.id for m in catalogue if m.id and m.string and "fuzzy" not in m.flags}

@@ -235,7 +235,9 @@ def server_action(server_id: int, action: str):  # type: ignore[no-untyped-def]
         flash_error(exc)
     else:
         enqueue_job(job)
-        flash(_("%(action)s requested for %(name)s.", action=action.capitalize(), name=server.name), "success")
+        labels = {"start": _("Start"), "stop": _("Stop"), "reboot": _("Reboot"), "resize": _("Resize"),
+                  "delete": _("Delete")}
+        flash(_("%(action)s requested for %(name)s.", action=labels[action], name=server.name), "success")
     return redirect(url_for("servers.show_server", server_id=server_id))
 
 
