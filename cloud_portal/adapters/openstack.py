@@ -122,10 +122,29 @@ def _server_info(server: Any) -> ServerInfo:
 class OpenStackCloud:
     """Read access to one cloud from clouds.yaml, as the portal's service account."""
 
+    #: Flavors, images and networks change rarely; looking them up on every order costs
+    #: round trips a person waits for, so answers are kept this long (seconds).
+    CATALOG_TTL_S = 120.0
+
     def __init__(self, clouds_yaml: Path, cloud_name: str) -> None:
         self.clouds_yaml = Path(clouds_yaml)
         self.cloud_name = cloud_name
         self._local = threading.local()
+        self._cache: dict[tuple[str, str], tuple[float, Any]] = {}
+        self._cache_lock = threading.Lock()
+
+    def _cached(self, kind: str, name: str, load: Callable[[], T]) -> T:
+        key = (kind, name)
+        now = time.monotonic()
+        with self._cache_lock:
+            hit = self._cache.get(key)
+            if hit is not None and now - hit[0] < self.CATALOG_TTL_S:
+                return hit[1]  # type: ignore[no-any-return]
+        value = load()
+        if value is not None:  # misses are not kept: a flavor added a moment ago should be found
+            with self._cache_lock:
+                self._cache[key] = (now, value)
+        return value
 
     @property
     def conn(self) -> Any:
@@ -171,7 +190,7 @@ class OpenStackCloud:
         return None
 
     def wait_for_status(self, server_id: str, wanted: set[str], *, timeout_s: float,
-                        interval_s: float = 0.25) -> ServerInfo:
+                        interval_s: float = 0.1) -> ServerInfo:
         """Poll until the server reaches one of ``wanted`` (or ERROR, or is gone).
 
         A short interval: each poll is one cheap GET, and seconds matter to the person waiting.
@@ -210,20 +229,30 @@ class OpenStackCloud:
 
     # Catalog --------------------------------------------------------------------
     def get_flavor(self, name: str) -> FlavorInfo | None:
-        flavor = self._call(lambda: self.conn.compute.find_flavor(name, ignore_missing=True))
-        if flavor is None:
-            return None
-        return FlavorInfo(id=flavor.id, name=flavor.name, vcpus=flavor.vcpus, ram=flavor.ram, disk=flavor.disk)
+        def load() -> FlavorInfo | None:
+            flavor = self._call(lambda: self.conn.compute.find_flavor(name, ignore_missing=True))
+            if flavor is None:
+                return None
+            return FlavorInfo(id=flavor.id, name=flavor.name, vcpus=flavor.vcpus, ram=flavor.ram, disk=flavor.disk)
+        return self._cached("flavor", name, load)
 
     def list_flavors(self) -> list[FlavorInfo]:
         return self._call(lambda: [FlavorInfo(id=f.id, name=f.name, vcpus=f.vcpus, ram=f.ram, disk=f.disk)
                                    for f in self.conn.compute.flavors(details=True)])
 
     def get_image(self, name: str) -> ImageInfo | None:
-        image = self._call(lambda: self.conn.image.find_image(name, ignore_missing=True))
-        if image is None:
-            return None
-        return ImageInfo(id=image.id, name=image.name, min_disk=int(image.min_disk or 0), status=image.status)
+        def load() -> ImageInfo | None:
+            image = self._call(lambda: self.conn.image.find_image(name, ignore_missing=True))
+            if image is None:
+                return None
+            return ImageInfo(id=image.id, name=image.name, min_disk=int(image.min_disk or 0), status=image.status)
+        return self._cached("image", name, load)
+
+    def network_id(self, name: str) -> str | None:
+        def load() -> str | None:
+            network = self._call(lambda: self.conn.network.find_network(name, ignore_missing=True))
+            return network.id if network is not None else None
+        return self._cached("network", name, load)
 
     def list_images(self) -> list[ImageInfo]:
         return self._call(lambda: [ImageInfo(id=i.id, name=i.name, min_disk=int(i.min_disk or 0), status=i.status)
@@ -235,8 +264,10 @@ class OpenStackCloud:
 
     # Projects and quotas ----------------------------------------------------------
     def find_project_id(self, name: str) -> str | None:
-        project = self._call(lambda: self.conn.identity.find_project(name, ignore_missing=True))
-        return project.id if project is not None else None
+        def load() -> str | None:
+            project = self._call(lambda: self.conn.identity.find_project(name, ignore_missing=True))
+            return project.id if project is not None else None
+        return self._cached("project", name, load)
 
     def compute_quotas(self, project_id: str) -> dict[str, int]:
         quota = self._call(lambda: self.conn.compute.get_quota_set(project_id))

@@ -488,14 +488,21 @@ def _provision_claimed(request: m.ServerRequest, job: m.Job, ctx: CloudContext, 
         if project_id is None:
             raise ProvisioningFailed(f"{tenant.name_en} has no OpenStack project yet; ask a platform "
                                      "administrator to run `cloud-portal tenants sync`.")
-        existing = ctx.cloud.find_server_by_request(project_id, request.uid)
+        # Only a retried or resumed job can find a server of its own; a first attempt saves the
+        # look-up (the playbook is idempotent by name as well).
+        existing = ctx.cloud.find_server_by_request(project_id, request.uid) if job.attempts > 1 else None
         if existing is None:
-            _step(job, "Check for a server made by an earlier attempt", "ok", "none found")
+            if job.attempts > 1:
+                _step(job, "Check for a server made by an earlier attempt", "ok", "none found")
             image = db.session.scalar(select(Image).where(Image.key == request.image_key))
             assert image is not None
+            # Ids, not names, save the module a list call each (the names were checked at submit).
+            os_image, flavor = ctx.cloud.get_image(image.os_image), ctx.cloud.get_flavor(request.flavor)
             variables: dict[str, Any] = {
-                "project_name": project_name(tenant), "server_name": request.name, "image": image.os_image,
-                "flavor": request.flavor, "network": ctx.network, "availability_zone": request.data_hall,
+                "project_name": project_name(tenant), "server_name": request.name,
+                "image": os_image.id if os_image else image.os_image,
+                "flavor": flavor.id if flavor else request.flavor,
+                "network": ctx.cloud.network_id(ctx.network) or ctx.network, "availability_zone": request.data_hall,
                 "metadata": {REQUEST_ID_KEY: request_tag(request.uid), "portal_tenant": tenant.slug,
                              "portal_owner": request.requester.email}}
             playbook = "create_server.yml"
