@@ -59,13 +59,23 @@ DEFAULTS: dict[str, Any] = {
     "SESSION_COOKIE_SECURE": None,
     "SESSION_LIFETIME_SECONDS": 8 * 3600,
     "LOG_LEVEL": "INFO",
+    #: Outgoing e-mail (quota-increase decisions). Empty SMTP_HOST = e-mail off (logged instead).
+    "SMTP_HOST": "",
+    "SMTP_PORT": 25,
+    #: Sender address of the portal's e-mail.
+    "SMTP_FROM": "cloud-portal@localhost",
+    #: Upgrade the connection with STARTTLS before sending (needs a certificate the host trusts).
+    "SMTP_STARTTLS": False,
+    #: Optional SMTP login; leave empty for a relay that trusts the portal's address.
+    "SMTP_USERNAME": "",
+    "SMTP_PASSWORD": "",
 }
 
 _DEV_SECRET_MARKERS = {"", "dev", "change-me", "changeme", "secret", "development"}
 
 
 #: Settings whose environment value is a yes/no flag.
-BOOLEAN_SETTINGS = {"QUEUE_IMMEDIATE", "SESSION_COOKIE_SECURE"}
+BOOLEAN_SETTINGS = {"QUEUE_IMMEDIATE", "SESSION_COOKIE_SECURE", "SMTP_STARTTLS"}
 
 
 def _parse_env_value(name: str, raw: str, default: Any) -> Any:

@@ -102,6 +102,16 @@ class User(db.Model):  # type: ignore[name-defined]
         return PLATFORM_ROLES if tenant.is_platform else TENANT_ROLES
 
     @property
+    def can_edit_quotas(self) -> bool:
+        """Change any tenant's limits and decide quota-increase requests."""
+        return self.active and self.is_platform_admin
+
+    @property
+    def can_ask_quota_increase(self) -> bool:
+        """Members and tenant admins of a member tenant may ask for more quota."""
+        return self.active and self.role in TENANT_ROLES
+
+    @property
     def can_view_audit(self) -> bool:
         return self.is_platform_admin or self.is_tenant_admin
 

@@ -168,12 +168,13 @@ class OpenStackCloud:
 
     # Servers -------------------------------------------------------------------
     def get_server(self, server_id: str) -> ServerInfo | None:
-        """The server, or None when Nova does not know it (deleted)."""
-        server = self._call(lambda: self.conn.compute.find_server(server_id, ignore_missing=True,
-                                                                  all_projects=True))
-        if server is None:
-            return None
-        return _server_info(self._call(lambda: self.conn.compute.get_server(server.id)))
+        """The server by id (any project), or None when Nova does not know it (deleted)."""
+        try:
+            return _server_info(self._call(lambda: self.conn.compute.get_server(server_id)))
+        except CloudRefused as exc:
+            if exc.status_code == 404:
+                return None
+            raise
 
     def list_servers(self, project_id: str | None = None) -> list[ServerInfo]:
         """Servers of one project (or of every project), with details."""

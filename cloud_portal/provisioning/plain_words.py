@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import re
 
+#: OpenStack refusing a create because the project's own quota is used up.
+QUOTA_REFUSAL = re.compile(r"quota exceeded|exceeds.*quota|over.?quota", re.I)
+
 # (pattern in the technical message, what we tell the person). First match wins.
 _RULES: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"quota exceeded|exceeds.*quota|over.?quota", re.I),
+    (QUOTA_REFUSAL,
      "The cloud refused the server because your organisation's OpenStack quota is used up. "
      "The portal's own limits allowed it, so a platform administrator has been told; "
      "try again later or ask them."),
@@ -36,3 +39,8 @@ def plain_words(technical: str | None) -> str:
         if pattern.search(text):
             return words
     return _GENERIC
+
+
+def is_quota_refusal(technical: str | None) -> bool:
+    """True when the cloud refused because the OpenStack project's quota is used up."""
+    return bool(QUOTA_REFUSAL.search(technical or ""))

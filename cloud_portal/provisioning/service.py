@@ -37,7 +37,7 @@ from cloud_portal.catalog.service import get_catalog, vm_monthly_estimate
 from cloud_portal.errors import InvalidInput, NotFound, NotPermitted, ProvisioningFailed
 from cloud_portal.extensions import db
 from cloud_portal.provisioning import models as m
-from cloud_portal.provisioning.plain_words import plain_words
+from cloud_portal.provisioning.plain_words import is_quota_refusal, plain_words
 from cloud_portal.provisioning.validation import validate_hostname
 from cloud_portal.quotas import service as quotas
 from cloud_portal.tenants.models import Tenant
@@ -572,6 +572,11 @@ def _provision_trouble(request: m.ServerRequest, job: m.Job, ctx: CloudContext, 
     cleanup_note = _remove_half_made(request, ctx)
     request.state, request.reason = m.FAILED, words
     _release_request_quota(request, "provisioning failed", None)
+    if is_quota_refusal(technical):
+        # The portal's limits allowed it but OpenStack's did not: they differ (changed outside
+        # the portal?). Platform admins see this among the reconciliation findings.
+        _finding("quota_refused", f"request:{request.id}", f"OpenStack refused {request.name} for "
+                 f"{request.tenant.slug} as over its quota: {technical[:300]}", request.tenant_id)
     _finish_job(job, m.JOB_FAILED, f"{words}\n\n{technical[:4000]}{cleanup_note}")
     audit.record(None, "request.fail", "server_request", request.id, tenant_id=request.tenant_id,
                  after={"reason": words})

@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from cloud_portal.extensions import db
 from cloud_portal.timeutil import UTCDateTime, utcnow
+
+if TYPE_CHECKING:
+    from cloud_portal.accounts.models import User
+    from cloud_portal.tenants.models import Tenant
 
 #: Resources that quotas limit, with their units.
 QUOTA_RESOURCES: dict[str, str] = {
@@ -88,3 +93,56 @@ class QuotaReservation(db.Model):  # type: ignore[name-defined]
 
     def __repr__(self) -> str:
         return f"<QuotaReservation {self.id} {self.purpose} {self.state}>"
+
+
+#: States of a quota-increase request.
+INCREASE_OPEN = "open"
+INCREASE_APPROVED = "approved"
+INCREASE_DECLINED = "declined"
+INCREASE_STATES = (INCREASE_OPEN, INCREASE_APPROVED, INCREASE_DECLINED)
+
+
+class QuotaIncreaseRequest(db.Model):  # type: ignore[name-defined]
+    """A tenant member asks a platform admin for more of the tenant's quota.
+
+    The amounts are *extra* room on top of the tenant limit in force when the request is
+    decided (None = nothing more of that resource); approving raises each named tenant limit by
+    that much (see :func:`cloud_portal.quotas.service.approve_increase`).
+    """
+
+    __tablename__ = "quota_increase_requests"
+    __table_args__ = (Index("ix_quota_increase_requests_state", "state", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    requester_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    #: Extra servers (VMs and desktops) wanted.
+    instances: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: Extra vCPUs wanted.
+    vcpus: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: Extra RAM wanted, in MiB.
+    ram_mib: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: Extra disk wanted, in GB.
+    disk_gb: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: Extra virtual desktops wanted.
+    desktops: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: Why the requester needs more (shown to the platform admins).
+    reason: Mapped[str] = mapped_column(String(1000))
+    #: One of INCREASE_STATES.
+    state: Mapped[str] = mapped_column(String(16), default=INCREASE_OPEN)
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: The platform admin's reason (required when declining), shown to the requester.
+    decision_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    tenant: Mapped[Tenant] = relationship(lazy="joined")
+    requester: Mapped[User] = relationship(foreign_keys=[requester_id], lazy="joined")
+    decided_by: Mapped[User | None] = relationship(foreign_keys=[decided_by_id], lazy="joined")
+
+    def wanted(self) -> dict[str, int]:
+        """Resource → extra amount wanted (resources not asked for are left out)."""
+        return {r: getattr(self, r) for r in QUOTA_RESOURCES if getattr(self, r)}
+
+    def __repr__(self) -> str:
+        return f"<QuotaIncreaseRequest {self.id} {self.state}>"

@@ -23,15 +23,19 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Select, bindparam, case, func, select, update
 
 from cloud_portal.audit import service as audit
-from cloud_portal.errors import InvalidInput, NotFound, PortalError, QuotaExceeded
+from cloud_portal.errors import InvalidInput, NotFound, NotPermitted, PortalError, QuotaExceeded
 from cloud_portal.extensions import db
 from cloud_portal.quotas.models import (
+    INCREASE_APPROVED,
+    INCREASE_DECLINED,
+    INCREASE_OPEN,
     QUOTA_RESOURCES,
     RESERVATION_CONSUMED,
     RESERVATION_OPEN,
     RESERVATION_RELEASED,
     SCOPE_PER_USER,
     SCOPE_TENANT,
+    QuotaIncreaseRequest,
     QuotaLimit,
     QuotaReservation,
 )
@@ -97,6 +101,20 @@ def _sums(*conditions: object) -> dict[str, int]:
 def usage_for_tenant(tenant_id: int) -> dict[str, int]:
     """Resource → amount the tenant uses (in the units of QUOTA_RESOURCES)."""
     return _sums(QuotaReservation.tenant_id == tenant_id)
+
+
+def usage_for_tenants(tenant_ids: list[int]) -> dict[int, dict[str, int]]:
+    """Usage of several tenants in one query (for the platform admins' overview)."""
+    if not tenant_ids:
+        return {}
+    columns = [func.coalesce(func.sum(getattr(QuotaReservation, r)), 0) for r in QUOTA_RESOURCES]
+    result = {tid: dict.fromkeys(QUOTA_RESOURCES, 0) for tid in tenant_ids}
+    rows = db.session.execute(select(QuotaReservation.tenant_id, *columns).where(
+        QuotaReservation.tenant_id.in_(tenant_ids), QuotaReservation.state.in_(COUNTED_STATES))
+        .group_by(QuotaReservation.tenant_id))
+    for tenant_id, *sums in rows:
+        result[tenant_id] = {r: int(v) for r, v in zip(QUOTA_RESOURCES, sums, strict=True)}
+    return result
 
 
 def usage_for_user(user_id: int) -> dict[str, int]:
@@ -403,3 +421,236 @@ def consume(reservation_id: int, actor: User | None = None) -> QuotaReservation:
         raise PortalError(f"Quota reservation {reservation_id} ({reservation.purpose}) was released "
                           f"({reservation.release_reason}); it can no longer be used.")
     return reservation
+
+
+# Editing limits -------------------------------------------------------------------------------
+
+class LimitsBelowUsage(InvalidInput):
+    """New limits are below current usage; repeat with ``confirm_below_usage=True`` to apply.
+
+    ``problems`` holds one sentence per resource that would be over its new limit.
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(" ".join(problems) + " Confirm to apply the lower limits anyway.")
+        self.problems = problems
+
+
+def _clean_limits(tenant_limits: dict[str, Any],
+                  per_user_limits: dict[str, Any]) -> tuple[dict[str, int], dict[str, int | None]]:
+    """Validated copies: every tenant limit a whole number ≥ 0, per-person ones None or ≤ the tenant's."""
+    tenant_clean: dict[str, int] = {}
+    per_user_clean: dict[str, int | None] = {}
+    for resource in QUOTA_RESOURCES:
+        value = tenant_limits.get(resource)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InvalidInput(f"The tenant limit for {RESOURCE_WORDS[resource]} must be a whole number "
+                               f"of 0 or more, not {value!r}.")
+        tenant_clean[resource] = value
+        per_user = per_user_limits.get(resource)
+        if per_user is not None:
+            if isinstance(per_user, bool) or not isinstance(per_user, int) or per_user < 0:
+                raise InvalidInput(f"The limit for each person for {RESOURCE_WORDS[resource]} must be a "
+                                   f"whole number of 0 or more, or blank for no limit, not {per_user!r}.")
+            if per_user > value:
+                raise InvalidInput(f"The limit for each person ({per_user} {RESOURCE_WORDS[resource]}) cannot "
+                                   f"be more than the tenant's limit ({value}).")
+        per_user_clean[resource] = per_user
+    return tenant_clean, per_user_clean
+
+
+def _over_usage(tenant: Tenant, tenant_new: dict[str, int], per_user_new: dict[str, int | None],
+                before: TenantLimits) -> list[str]:
+    """Sentences naming each lowered limit that current usage is above."""
+    usage = usage_for_tenant(tenant.id)
+    problems = [f"{tenant.name_en} uses {usage[r]} {RESOURCE_WORDS[r]}; the new limit {limit} is below that."
+                for r, limit in tenant_new.items()
+                if limit < before.tenant.get(r, limit + 1) and usage[r] > limit]
+    lowered = [r for r, limit in per_user_new.items() if limit is not None
+               and ((old := before.per_user.get(r)) is None or limit < old)]
+    if lowered:
+        columns = [func.coalesce(func.sum(getattr(QuotaReservation, r)), 0) for r in lowered]
+        rows = db.session.execute(select(*columns).where(
+            QuotaReservation.tenant_id == tenant.id, QuotaReservation.state.in_(COUNTED_STATES))
+            .group_by(QuotaReservation.user_id)).all()
+        for i, resource in enumerate(lowered):
+            limit = per_user_new[resource]
+            assert limit is not None
+            over = [row[i] for row in rows if row[i] > limit]
+            if over:
+                problems.append(f"The new limit for each person of {limit} {RESOURCE_WORDS[resource]} is below "
+                                f"what {len(over)} of {tenant.name_en}'s people use (the most is {max(over)}).")
+    return problems
+
+
+def set_limits(actor: User, tenant: Tenant, tenant_limits: dict[str, Any], per_user_limits: dict[str, Any],
+               confirm_below_usage: bool = False) -> TenantLimits:
+    """Replace ``tenant``'s limits (all five tenant limits; per-person ones None = no limit).
+
+    **Commits** (under the tenant's quota lock, so no reservation slips in between the usage
+    check and the change; as with :func:`serialised_for_tenant`, the session must hold no
+    uncommitted writes on SQLite). Platform admins only. Raises InvalidInput for values that are not
+    whole numbers ≥ 0 or a per-person limit above the tenant's, and :class:`LimitsBelowUsage`
+    (nothing written) when a lowered limit is below current usage and ``confirm_below_usage``
+    is false. The change is audit-logged with before and after. Returns the new limits.
+
+    The caller syncs OpenStack's copy (``provisioning.service.sync_tenants_to_cloud``).
+    A later ``tenants sync`` puts tenants.yaml's limits back.
+    """
+    if not actor.can_edit_quotas:
+        raise NotPermitted("Only platform administrators can change quota limits.")
+    if tenant.is_platform:
+        raise InvalidInput("The platform's own tenant has no quota limits.")
+    tenant_new, per_user_new = _clean_limits(tenant_limits, per_user_limits)
+    with serialised_for_tenant(tenant.id) as before:
+        if not confirm_below_usage:
+            problems = _over_usage(tenant, tenant_new, per_user_new, before)
+            if problems:
+                raise LimitsBelowUsage(problems)
+        rows = {(row.scope, row.resource): row for row in db.session.scalars(
+            select(QuotaLimit).where(QuotaLimit.tenant_id == tenant.id))}
+        wanted: dict[tuple[str, str], int | None] = {(SCOPE_TENANT, r): v for r, v in tenant_new.items()}
+        wanted.update({(SCOPE_PER_USER, r): v for r, v in per_user_new.items()})
+        for key, value in wanted.items():
+            row = rows.get(key)
+            if value is None:
+                if row is not None:
+                    db.session.delete(row)
+            elif row is None:
+                db.session.add(QuotaLimit(tenant_id=tenant.id, scope=key[0], resource=key[1], limit=value))
+            else:
+                row.limit = value
+        audit.record(actor, "quota.set_limits", "tenant", tenant.slug, tenant_id=tenant.id,
+                     before={"tenant": dict(before.tenant), "per_user": dict(before.per_user)},
+                     after={"tenant": tenant_new, "per_user": per_user_new})
+    log.info("quota limits of %s changed by %s: %s, each person %s", tenant.slug, actor.email,
+             tenant_new, per_user_new)
+    return TenantLimits(tenant=tenant_new, per_user=per_user_new)
+
+
+# Increase requests ----------------------------------------------------------------------------
+
+def create_increase(user: User, wanted: dict[str, Any], reason: str) -> QuotaIncreaseRequest:
+    """A member or tenant admin asks for more of their tenant's quota; the caller commits.
+
+    ``wanted`` maps resources to the *extra* amount wanted (None or 0 = nothing more).
+    """
+    if not user.can_ask_quota_increase:
+        raise NotPermitted("Only people in a member organisation can ask for more quota.")
+    amounts: dict[str, int | None] = {}
+    for resource in QUOTA_RESOURCES:
+        value = wanted.get(resource)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise InvalidInput(f"{RESOURCE_WORDS[resource]}: enter a whole number of 0 or more, or leave it blank.")
+        amounts[resource] = value or None
+    if not any(amounts.values()):
+        raise InvalidInput("Say how much more of at least one resource you need.")
+    reason = (reason or "").strip()
+    if not 3 <= len(reason) <= 1000:
+        raise InvalidInput("Say why you need more (3 to 1000 characters).")
+    increase = QuotaIncreaseRequest(tenant_id=user.tenant_id, requester_id=user.id, reason=reason,
+                                    state=INCREASE_OPEN, **amounts)
+    db.session.add(increase)
+    db.session.flush()
+    audit.record(user, "quota.increase_request", "quota_increase_request", increase.id,
+                 tenant_id=user.tenant_id, after={"wanted": increase.wanted(), "reason": reason})
+    log.info("quota increase %s asked by %s: %s", increase.id, user.email, increase.wanted())
+    return increase
+
+
+def increases_query(viewer: User, *, scope: str = "mine") -> Select[tuple[QuotaIncreaseRequest]]:
+    """Increase requests, newest first: own ("mine"), or every one ("open"/"all", platform admins)."""
+    query = select(QuotaIncreaseRequest).order_by(QuotaIncreaseRequest.created_at.desc(),
+                                                  QuotaIncreaseRequest.id.desc())
+    if scope == "mine":
+        return query.where(QuotaIncreaseRequest.requester_id == viewer.id)
+    if not viewer.can_edit_quotas:
+        raise NotPermitted("Only platform administrators can see every quota-increase request.")
+    if scope == "open":
+        return query.where(QuotaIncreaseRequest.state == INCREASE_OPEN)
+    return query
+
+
+def count_open_increases(viewer: User) -> int:
+    """How many increase requests wait for a decision (platform admins)."""
+    query = increases_query(viewer, scope="open")
+    return db.session.scalar(query.with_only_columns(func.count()).order_by(None)) or 0
+
+
+def load_increase(viewer: User, increase_id: int) -> QuotaIncreaseRequest:
+    """The increase request if ``viewer`` may see it (the requester, platform admins), else NotFound."""
+    increase = db.session.get(QuotaIncreaseRequest, increase_id)
+    if increase is None or not (increase.requester_id == viewer.id or viewer.can_edit_quotas):
+        raise NotFound("There is no such quota-increase request.")
+    return increase
+
+
+def _open_increase_for_decision(admin: User, increase_id: int) -> QuotaIncreaseRequest:
+    if not admin.can_edit_quotas:
+        raise NotPermitted("Only platform administrators can decide quota-increase requests.")
+    increase = load_increase(admin, increase_id)
+    if increase.state != INCREASE_OPEN:
+        raise InvalidInput(f"This quota-increase request is already {increase.state}.")
+    return increase
+
+
+def approve_increase(admin: User, increase_id: int, reason: str = "") -> QuotaIncreaseRequest:
+    """Approve: each tenant limit asked about goes up by the extra amount wanted. **Commits.**
+
+    The limits are read and raised under the tenant's quota lock (via :func:`set_limits`),
+    together with the request's new state. The caller syncs OpenStack and notifies the requester.
+    """
+    increase = _open_increase_for_decision(admin, increase_id)
+    tenant = increase.tenant
+    increase_id = increase.id
+    db.session.commit()  # the quota lock needs a clean session
+    with serialised_for_tenant(tenant.id) as limits:
+        fresh = db.session.get(QuotaIncreaseRequest, increase_id)  # re-read under the lock
+        if fresh is None or fresh.state != INCREASE_OPEN:
+            raise InvalidInput("This quota-increase request was decided meanwhile.")
+        increase = fresh
+        new_tenant = dict(limits.tenant)
+        for resource, extra in increase.wanted().items():
+            new_tenant[resource] = new_tenant.get(resource, 0) + extra
+        new_tenant = {r: new_tenant.get(r, 0) for r in QUOTA_RESOURCES}
+        set_limits(admin, tenant, new_tenant, dict(limits.per_user), confirm_below_usage=True)
+        increase.state, increase.decided_by_id, increase.decided_at = INCREASE_APPROVED, admin.id, utcnow()
+        increase.decision_reason = (reason or "").strip()[:500] or None
+        audit.record(admin, "quota.increase_approve", "quota_increase_request", increase.id,
+                     tenant_id=tenant.id, before={"state": INCREASE_OPEN},
+                     after={"state": INCREASE_APPROVED, "limits": new_tenant})
+    log.info("quota increase %s approved by %s", increase_id, admin.email)
+    return increase
+
+
+def decline_increase(admin: User, increase_id: int, reason: str) -> QuotaIncreaseRequest:
+    """Decline with a reason the requester sees (portal and e-mail); the caller commits."""
+    increase = _open_increase_for_decision(admin, increase_id)
+    reason = (reason or "").strip()
+    if not 3 <= len(reason) <= 500:
+        raise InvalidInput("Give the requester a reason (3 to 500 characters).")
+    increase.state, increase.decided_by_id, increase.decided_at = INCREASE_DECLINED, admin.id, utcnow()
+    increase.decision_reason = reason
+    audit.record(admin, "quota.increase_decline", "quota_increase_request", increase.id,
+                 tenant_id=increase.tenant_id, before={"state": INCREASE_OPEN},
+                 after={"state": INCREASE_DECLINED, "reason": reason})
+    log.info("quota increase %s declined by %s", increase.id, admin.email)
+    return increase
+
+
+def notify_increase_decision(settings: dict[str, Any], increase: QuotaIncreaseRequest) -> bool:
+    """E-mail the requester the decision and its reason. Never raises: a lost e-mail is logged,
+    and the decision (already committed) stands; the requester also sees it in the portal."""
+    from cloud_portal.adapters.mail import MailError, send_mail
+    wanted = ", ".join(f"{amount} {RESOURCE_WORDS[r]}" for r, amount in increase.wanted().items())
+    verdict = "approved" if increase.state == INCREASE_APPROVED else "declined"
+    lines = [f"Your request for more quota for {increase.tenant.name_en} ({wanted}) was {verdict}."]
+    if increase.decision_reason:
+        lines.append(f"Reason: {increase.decision_reason}")
+    if increase.state == INCREASE_APPROVED:
+        lines.append("The new limits apply now.")
+    try:
+        return send_mail(settings, increase.requester.email, f"Quota increase {verdict}", "\n\n".join(lines) + "\n")
+    except MailError as exc:
+        log.warning("quota increase %s: e-mail to the requester failed: %s", increase.id, exc)
+        return False

@@ -44,9 +44,10 @@ def register_web(app: Flask) -> None:
     from cloud_portal.web.ops import bp as ops_bp
     from cloud_portal.web.ops import count_request
     from cloud_portal.web.portal import bp as portal_bp
+    from cloud_portal.web.quotas import bp as quotas_bp
     from cloud_portal.web.servers import bp as servers_bp
 
-    for bp in (auth_bp, portal_bp, servers_bp, admin_bp, finance_bp, ops_bp, api_bp):
+    for bp in (auth_bp, portal_bp, servers_bp, admin_bp, quotas_bp, finance_bp, ops_bp, api_bp):
         app.register_blueprint(bp)
 
     @app.context_processor

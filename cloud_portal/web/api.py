@@ -19,7 +19,10 @@ from cloud_portal.extensions import csrf, db
 from cloud_portal.jobs.provisioning import enqueue_job, provision_request
 from cloud_portal.provisioning import models as m
 from cloud_portal.provisioning import service
+from cloud_portal.quotas import service as quota_service
+from cloud_portal.quotas.models import QUOTA_RESOURCES, QuotaIncreaseRequest
 from cloud_portal.quotas.service import headroom
+from cloud_portal.tenants.service import get_tenant_by_slug
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)  # bearer tokens, never cookies: no cross-site request can carry one
@@ -77,6 +80,17 @@ class NewRequest(BaseModel):
 class Decision(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: str = Field(default="", max_length=500)
+
+
+class NewQuotaIncrease(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    #: Extra amounts wanted on top of the tenant's limits (RAM in MiB, disk in GB); omit = none.
+    instances: int | None = Field(default=None, ge=0)
+    vcpus: int | None = Field(default=None, ge=0)
+    ram_mib: int | None = Field(default=None, ge=0)
+    disk_gb: int | None = Field(default=None, ge=0)
+    desktops: int | None = Field(default=None, ge=0)
+    reason: str = Field(max_length=1000)
 
 
 class ServerActionBody(BaseModel):
@@ -158,6 +172,115 @@ def quotas():  # type: ignore[no-untyped-def]
     room = headroom(user.tenant_id, user.id)
     return jsonify({r: {"tenant_limit": h.tenant_limit, "tenant_used": h.tenant_used, "user_limit": h.user_limit,
                         "user_used": h.user_used, "available": h.available} for r, h in room.items()})
+
+
+def increase_json(i: QuotaIncreaseRequest) -> dict[str, Any]:
+    return {"id": i.id, "tenant": i.tenant.slug, "requester": i.requester.email,
+            "wanted": {r: getattr(i, r) for r in QUOTA_RESOURCES}, "reason": i.reason, "state": i.state,
+            "decided_by": i.decided_by.email if i.decided_by else None,
+            "decided_at": i.decided_at.isoformat() if i.decided_at else None,
+            "decision_reason": i.decision_reason, "created_at": i.created_at.isoformat()}
+
+
+@bp.route("/quotas/usage")
+@token_required
+def quota_usage():  # type: ignore[no-untyped-def]
+    """A tenant's usage against its limits (tenant admins: their own; platform admins: ?tenant=slug).
+    ---
+    get:
+      summary: "Tenant usage and limits per resource (RAM in MiB, disk in GB)"
+      parameters:
+        - {name: tenant, in: query, required: false, schema: {type: string}, description: "tenant slug"}
+      responses:
+        200: {description: "tenant, and resource → tenant limit, per-person limit, used"}
+        403: {description: "not an administrator of the tenant"}
+        404: {description: "no such tenant"}
+    """
+    user = g.api_user
+    slug = request.args.get("tenant")
+    tenant = user.tenant if not slug else get_tenant_by_slug(slug)
+    if tenant is None or tenant.is_platform:
+        raise NotFound("There is no such member tenant; pass ?tenant=<slug>.")
+    if not (user.can_edit_quotas or (user.is_tenant_admin and user.can_manage_tenant(tenant))):
+        raise NotPermitted("Only administrators of the tenant and platform administrators can see its usage.")
+    limits = quota_service.limits_for_tenant(tenant.id)
+    used = quota_service.usage_for_tenant(tenant.id)
+    return jsonify({"tenant": tenant.slug, "resources": {
+        r: {"tenant_limit": limits.tenant.get(r, 0), "per_user_limit": limits.per_user.get(r), "used": used[r]}
+        for r in QUOTA_RESOURCES}})
+
+
+@bp.route("/quota-increases")
+@token_required
+def list_quota_increases():  # type: ignore[no-untyped-def]
+    """Quota-increase requests: the caller's own, or (platform admins) ?scope=open or all.
+    ---
+    get:
+      summary: "List quota-increase requests, newest first (page, scope: mine, open or all)"
+      responses:
+        200: {description: "a page of quota-increase requests"}
+        403: {description: "open and all are for platform administrators"}
+    """
+    scope = request.args.get("scope", "mine")
+    if scope not in ("mine", "open", "all"):
+        raise InvalidInput("scope must be mine, open or all")
+    page = db.paginate(quota_service.increases_query(g.api_user, scope=scope),
+                       page=max(1, request.args.get("page", 1, type=int)), per_page=50, error_out=False)
+    return jsonify({"items": [increase_json(i) for i in page.items], "page": page.page, "pages": page.pages,
+                    "total": page.total})
+
+
+@bp.route("/quota-increases", methods=["POST"])
+@token_required
+def create_quota_increase():  # type: ignore[no-untyped-def]
+    """Ask the platform administrators for more of the tenant's quota.
+    ---
+    post:
+      summary: "Ask for more quota (extra amounts on top of the tenant's limits, and a reason)"
+      requestBody:
+        content:
+          application/json:
+            schema: NewQuotaIncrease
+      responses:
+        201: {description: "the request, state open"}
+        400: {description: "invalid input, with the reason"}
+    """
+    data = body(NewQuotaIncrease)
+    increase = quota_service.create_increase(g.api_user, data.model_dump(exclude={"reason"}), data.reason)
+    db.session.commit()
+    response = jsonify(increase_json(increase))
+    response.status_code = 201
+    return response
+
+
+@bp.route("/quota-increases/<int:increase_id>/<any(approve, decline):decision>", methods=["POST"])
+@token_required
+def decide_quota_increase(increase_id: int, decision: str):  # type: ignore[no-untyped-def]
+    """Approve (limits raised, OpenStack synced) or decline with a reason (platform admins).
+    ---
+    post:
+      summary: "Decide on a quota-increase request; decline needs a JSON body with a reason"
+      requestBody:
+        content:
+          application/json:
+            schema: Decision
+      responses:
+        200: {description: "the request after the decision; cloud_sync_error says if OpenStack was not updated"}
+        400: {description: "already decided, or no reason"}
+        403: {description: "not a platform administrator"}
+    """
+    from cloud_portal.web.quotas import sync_tenant_quotas
+    user = g.api_user
+    reason = body(Decision).reason if request.get_data() else ""
+    failed = None
+    if decision == "approve":
+        increase = quota_service.approve_increase(user, increase_id, reason)
+        failed = sync_tenant_quotas(increase.tenant, user)
+    else:
+        increase = quota_service.decline_increase(user, increase_id, reason)
+        db.session.commit()
+    quota_service.notify_increase_decision(dict(current_app.config), increase)
+    return jsonify({**increase_json(increase), "cloud_sync_error": failed})
 
 
 @bp.route("/requests", methods=["POST"])
@@ -314,7 +437,7 @@ def openapi():  # type: ignore[no-untyped-def]
     from apispec_webframeworks.flask import FlaskPlugin
     spec = APISpec(title="Cwmwl Cymru portal API", version="1", openapi_version="3.0.3", plugins=[FlaskPlugin()])
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
-    for model in (NewRequest, Decision, ServerActionBody):
+    for model in (NewRequest, Decision, NewQuotaIncrease, ServerActionBody):
         spec.components.schema(model.__name__, model.model_json_schema())
     for name, view in current_app.view_functions.items():
         if name.startswith("api.") and name != "api.openapi":

@@ -3,8 +3,18 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import EmailField, HiddenField, PasswordField, SelectField, StringField, SubmitField
-from wtforms.validators import DataRequired, Email, Length
+from wtforms import (
+    BooleanField,
+    EmailField,
+    HiddenField,
+    IntegerField,
+    PasswordField,
+    SelectField,
+    StringField,
+    SubmitField,
+    TextAreaField,
+)
+from wtforms.validators import DataRequired, Email, InputRequired, Length, NumberRange, Optional
 
 
 class SignInForm(FlaskForm):
@@ -68,3 +78,53 @@ class TokenForm(FlaskForm):
     name = StringField(_l("What is the token for?"), validators=[DataRequired(_l("Give the token a name.")),
                                                                  Length(max=80)])
     submit = SubmitField(_l("Make a token"))
+
+
+#: Quota form fields: resource → label (with the unit the number is in).
+QUOTA_FIELD_LABELS = {
+    "instances": _l("Servers and desktops"),
+    "vcpus": _l("vCPUs"),
+    "ram_mib": _l("Memory (MiB)"),
+    "disk_gb": _l("Disk (GB)"),
+    "desktops": _l("Virtual desktops"),
+}
+
+
+def _whole(required: bool) -> list:  # type: ignore[type-arg]
+    first = InputRequired(_l("Enter a whole number.")) if required else Optional()
+    return [first, NumberRange(min=0, message=_l("Enter 0 or more."))]
+
+
+class LimitsForm(FlaskForm):
+    """A tenant's limits: all five for the tenant, per-person ones optional (blank = no limit)."""
+
+    tenant_instances = IntegerField(QUOTA_FIELD_LABELS["instances"], validators=_whole(True))
+    tenant_vcpus = IntegerField(QUOTA_FIELD_LABELS["vcpus"], validators=_whole(True))
+    tenant_ram_mib = IntegerField(QUOTA_FIELD_LABELS["ram_mib"], validators=_whole(True))
+    tenant_disk_gb = IntegerField(QUOTA_FIELD_LABELS["disk_gb"], validators=_whole(True))
+    tenant_desktops = IntegerField(QUOTA_FIELD_LABELS["desktops"], validators=_whole(True))
+    user_instances = IntegerField(QUOTA_FIELD_LABELS["instances"], validators=_whole(False))
+    user_vcpus = IntegerField(QUOTA_FIELD_LABELS["vcpus"], validators=_whole(False))
+    user_ram_mib = IntegerField(QUOTA_FIELD_LABELS["ram_mib"], validators=_whole(False))
+    user_disk_gb = IntegerField(QUOTA_FIELD_LABELS["disk_gb"], validators=_whole(False))
+    user_desktops = IntegerField(QUOTA_FIELD_LABELS["desktops"], validators=_whole(False))
+    confirm_below_usage = BooleanField(_l("Yes, set limits below what is in use now"))
+    submit = SubmitField(_l("Save limits"))
+
+
+class IncreaseForm(FlaskForm):
+    """How much more of each resource a person asks for (blank = nothing more)."""
+
+    instances = IntegerField(QUOTA_FIELD_LABELS["instances"], validators=_whole(False))
+    vcpus = IntegerField(QUOTA_FIELD_LABELS["vcpus"], validators=_whole(False))
+    ram_mib = IntegerField(QUOTA_FIELD_LABELS["ram_mib"], validators=_whole(False))
+    disk_gb = IntegerField(QUOTA_FIELD_LABELS["disk_gb"], validators=_whole(False))
+    desktops = IntegerField(QUOTA_FIELD_LABELS["desktops"], validators=_whole(False))
+    reason = TextAreaField(_l("Why do you need more?"), validators=[
+        DataRequired(_l("Say why you need more.")), Length(min=3, max=1000)])
+    submit = SubmitField(_l("Ask for more"))
+
+
+class DecideIncreaseForm(FlaskForm):
+    reason = StringField(_l("Reason for the requester"), validators=[Length(max=500)])
+    submit = SubmitField(_l("Decide"))

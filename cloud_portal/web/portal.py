@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from cloud_portal.accounts.models import User
 from cloud_portal.catalog.service import get_catalog, vm_monthly_estimate
 from cloud_portal.extensions import db
-from cloud_portal.quotas.service import limits_for_tenant, limits_for_tenants
+from cloud_portal.quotas.service import headroom, limits_for_tenants
 from cloud_portal.tenants.service import hall_names, list_tenants
 
 bp = Blueprint("portal", __name__)
@@ -62,9 +62,9 @@ def home():  # type: ignore[no-untyped-def]
             select(User.tenant_id, func.count()).where(User.active.is_(True)).group_by(User.tenant_id)).all())
         return render_template("portal/home_platform.html", tenants=tenants, people=people,
                                limits=limits_for_tenants([t.id for t in tenants]), **context)
-    limits = limits_for_tenant(current_user.tenant_id)
+    room = headroom(current_user.tenant_id, current_user.id)  # two queries, no cloud calls
     people = None
     if current_user.is_tenant_admin:
         people = db.session.scalar(select(func.count()).select_from(User).where(
             User.tenant_id == current_user.tenant_id, User.active.is_(True)))
-    return render_template("portal/home_tenant.html", limits=limits, people=people, **context)
+    return render_template("portal/home_tenant.html", room=room, people=people, **context)

@@ -84,8 +84,17 @@ def new_request(kind: str):  # type: ignore[no-untyped-def]
     elif request.method == "POST":
         status = 400
     offers = {o.key: o for o in service.offers(kind)}
+    chosen = offers.get(form.catalog_key.data or "") or next(iter(offers.values()), None)
+    shortfall = _shortfall(room, chosen, kind) if chosen is not None else {}
     return render_template("servers/request_form.html", form=form, kind=kind, offers=offers, room=room,
-                           blocked=blocked), status
+                           blocked=blocked, shortfall=shortfall), status
+
+
+def _shortfall(room: dict[str, Any], offer: service.Offer, kind: str) -> dict[str, int]:
+    """Resource → how much more the tenant's limit must allow for ``offer`` to fit (empty: it fits)."""
+    needs = {"instances": 1, "vcpus": offer.vcpus, "ram_mib": offer.ram_mib, "disk_gb": offer.disk_gb,
+             "desktops": 1 if kind == m.KIND_DESKTOP else 0}
+    return {r: need - room[r].tenant_left for r, need in needs.items() if need > room[r].tenant_left}
 
 
 @bp.route("/requests")

@@ -71,18 +71,6 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         server.wait(timeout=20)
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.fail("Debian chromium is not installed: `make test` installs it (scripts/ensure-chromium.sh)")
-    with sync_playwright() as p:
-        instance = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_FLAGS)
-        yield instance
-        instance.close()
-
-
 def _sign_in(page: Any, base: str, email: str, password: str) -> None:
     page.goto(base + "/sign-in")
     page.fill("input[name=email]", email)

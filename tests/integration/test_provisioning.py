@@ -102,7 +102,7 @@ def test_approval_path(cloud_app: Any, make_user: Any, unique_name: Any) -> None
     colleague = make_user("member", "blaenau-gwent")
     admin = make_user("tenant_admin", "blaenau-gwent")
     names = [unique_name("big"), unique_name("big")]
-    for person, name in zip((member, colleague), names):  # 8 vCPUs is over Blaenau Gwent's threshold of 4
+    for person, name in zip((member, colleague), names, strict=True):  # 8 vCPUs is over Blaenau Gwent's threshold of 4
         client = cloud_app.test_client()
         client.post("/sign-in", data={"email": person.email, "password": "correct horse battery"})
         client.post("/requests/new/vm", data={"name": name, "catalog_key": "xlarge", "image_key": "rocky-9",

@@ -1,0 +1,98 @@
+"""A member orders a VM in Debian chromium and watches it being provisioned on the sandbox cloud:
+gunicorn + a real queue worker + ansible-runner + Nova, nothing simulated."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.browser.test_pages_in_chromium import SHOTS, _free_port, _sign_in
+from tests.conftest import TENANTS_FILE
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
+
+
+@pytest.fixture(scope="module")
+def cloud_portal(sandbox_cloud: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    instance = tmp_path_factory.mktemp("order-instance")
+    env = {**os.environ, "CLOUD_PORTAL_INSTANCE_PATH": str(instance), "CLOUD_PORTAL_TENANTS_FILE": str(TENANTS_FILE),
+           "CLOUD_PORTAL_CLOUDS_YAML": str(sandbox_cloud.clouds_yaml), "CLOUD_PORTAL_RECONCILE_INTERVAL_MINUTES": "0"}
+    env.pop("CLOUD_PORTAL_DATABASE_URL", None)
+    cli = [sys.executable, "-m", "cloud_portal.cli"]
+    for args in (["init"], ["tenants", "sync"]):
+        done = subprocess.run(cli + args, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+    email = "ceri.morgan@torfaen.gov.uk"
+    made = subprocess.run(cli + ["users", "add", email, "--name", "Ceri Morgan", "--role", "member", "--tenant",
+                                 "torfaen"], env=env, capture_output=True, text=True, timeout=120, check=True)
+    password = made.stdout.split("password: ")[1].strip()
+    port = _free_port()
+    gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or "gunicorn"
+    web = subprocess.Popen([gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4",
+                            "--no-control-socket", "cloud_portal:create_app()"], env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen(cli + ["worker", "--threads", "2"], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(150):
+            try:
+                urllib.request.urlopen(base + "/healthz", timeout=2)  # noqa: S310 - loopback
+                break
+            except OSError:
+                time.sleep(0.2)
+        yield {"base": base, "email": email, "password": password}
+    finally:
+        for proc in (web, worker):
+            proc.terminate()
+        for proc in (web, worker):
+            proc.wait(timeout=30)
+
+
+def test_member_orders_a_vm_and_watches_it_come_up(cloud_portal: dict[str, Any], browser: Any,
+                                                  sandbox_cloud: Any) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    name = f"finance-web-{uuid.uuid4().hex[:6]}"
+    try:
+        _sign_in(page, cloud_portal["base"], cloud_portal["email"], cloud_portal["password"])
+        page.click("text=Request a virtual machine")
+        page.wait_for_selector("input[name=name]")
+        page.screenshot(path=str(SHOTS / "request-form-en.png"), full_page=True)
+        page.fill("input[name=name]", name)
+        page.select_option("select[name=catalog_key]", "small")
+        page.select_option("select[name=image_key]", "debian-12")
+        page.click("input[type=submit]")
+        page.wait_for_selector("#request-state")
+        # The page updates itself (progress.js) until the request is active.
+        # (A CSS/text selector, not wait_for_function: the page's CSP rightly forbids eval.)
+        page.wait_for_selector("#request-state:text-is('active')", timeout=120_000)
+        steps = page.locator("#steps li").all_inner_texts()
+        assert any("Boot server" in s for s in steps) and any("Wait for the server to be running" in s for s in steps)
+        page.screenshot(path=str(SHOTS / "request-progress-en.png"), full_page=True)
+        page.click("#server-link a")
+        page.wait_for_selector("#server-status")
+        assert "ACTIVE" in page.locator("#server-status").inner_text()
+        page.screenshot(path=str(SHOTS / "server-en.png"), full_page=True)
+        page.click("button:has-text('Delete')")
+        page.wait_for_selector(".flash.success")
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            page.reload()
+            if "DELETED" in page.locator("#server-status").inner_text():
+                break
+            time.sleep(1)
+        assert "DELETED" in page.locator("#server-status").inner_text(), page.locator("main").inner_text()
+        conn = sandbox_cloud.connect()
+        assert not [s for s in conn.compute.servers(all_projects=True) if s.name == name]
+    finally:
+        page.close()
