@@ -270,6 +270,14 @@ class OpenStackCloud:
             return project.id if project is not None else None
         return self._cached("project", name, load)
 
+    def default_security_group_id(self, project_id: str) -> str | None:
+        """The project's own "default" security group (names are ambiguous to an admin)."""
+        def load() -> str | None:
+            groups = self._call(lambda: list(self.conn.network.security_groups(project_id=project_id,
+                                                                                 name="default")))
+            return groups[0].id if groups else None
+        return self._cached("security_group", project_id, load)
+
     def compute_quotas(self, project_id: str) -> dict[str, int]:
         quota = self._call(lambda: self.conn.compute.get_quota_set(project_id))
         return {"instances": quota.instances, "cores": quota.cores, "ram": quota.ram}

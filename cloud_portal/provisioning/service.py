@@ -503,6 +503,7 @@ def _provision_claimed(request: m.ServerRequest, job: m.Job, ctx: CloudContext, 
                 "image": os_image.id if os_image else image.os_image,
                 "flavor": flavor.id if flavor else request.flavor,
                 "network": ctx.cloud.network_id(ctx.network) or ctx.network, "availability_zone": request.data_hall,
+                "security_group": ctx.cloud.default_security_group_id(project_id) or "default",
                 "metadata": {REQUEST_ID_KEY: request_tag(request.uid), "portal_tenant": tenant.slug,
                              "portal_owner": request.requester.email}}
             playbook = "create_server.yml"

@@ -12,7 +12,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+)
 
 from cloud_portal.errors import InvalidConfig
 
@@ -22,6 +31,16 @@ COST_CENTRE_RE = re.compile(r"^[A-Z0-9][A-Z0-9-]{1,38}$")
 MAX_GBP = Decimal("100000")
 
 PositiveInt = Annotated[StrictInt, Field(gt=0, le=10_000_000)]
+
+
+def _check_slug(value: str) -> str:
+    if not SLUG_RE.match(value):
+        raise ValueError(f"{value!r} must be lowercase letters, digits and dashes (3-40 characters)")
+    return value
+
+
+#: Keys and slugs: lowercase letters, digits and dashes, 3-40 characters.
+Slug = Annotated[StrictStr, AfterValidator(_check_slug)]
 Name = Annotated[StrictStr, Field(min_length=2, max_length=200)]
 
 
@@ -43,16 +62,10 @@ class Strict(BaseModel):
 
 
 class DataHall(Strict):
-    key: StrictStr
+    key: Slug
     name_en: Name
     name_cy: Name
 
-    @field_validator("key")
-    @classmethod
-    def _slug(cls, v: str) -> str:
-        if not SLUG_RE.match(v):
-            raise ValueError(f"{v!r} must be lowercase letters, digits and dashes (3-40 characters)")
-        return v
 
 
 class Quotas(Strict):
@@ -82,7 +95,7 @@ class Approval(Strict):
 
 
 class TenantEntry(Strict):
-    slug: StrictStr
+    slug: Slug
     name_en: Name
     name_cy: Name
     cost_centre: StrictStr
@@ -91,12 +104,6 @@ class TenantEntry(Strict):
     per_user_quotas: PerUserQuotas = PerUserQuotas()
     approval: Approval
 
-    @field_validator("slug")
-    @classmethod
-    def _slug(cls, v: str) -> str:
-        if not SLUG_RE.match(v):
-            raise ValueError(f"{v!r} must be lowercase letters, digits and dashes (3-40 characters)")
-        return v
 
     @field_validator("cost_centre")
     @classmethod
@@ -113,7 +120,7 @@ class Platform(Strict):
 
 
 class FlavorSpec(Strict):
-    key: StrictStr
+    key: Slug
     name_en: Name
     name_cy: Name
     flavor: StrictStr
@@ -121,12 +128,6 @@ class FlavorSpec(Strict):
     ram_mib: Annotated[StrictInt, Field(ge=256, le=4_194_304)]
     disk_gb: Annotated[StrictInt, Field(gt=0, le=65_536)]
 
-    @field_validator("key")
-    @classmethod
-    def _key(cls, v: str) -> str:
-        if not SLUG_RE.match(v):
-            raise ValueError(f"{v!r} must be lowercase letters, digits and dashes (3-40 characters)")
-        return v
 
     @field_validator("flavor")
     @classmethod
