@@ -25,10 +25,12 @@
     if (data.server_url && link.hidden) {
       var a = document.createElement("a");
       a.href = data.server_url;
-      a.textContent = "→ " + data.server_url;
+      a.textContent = link.getAttribute("data-label") || data.server_url;
       link.appendChild(a);
       link.hidden = false;
     }
+    var cancel = document.getElementById("cancel-form");
+    if (cancel && data.state !== "pending_approval" && data.state !== "approved") { cancel.hidden = true; }
     return ended.indexOf(data.state) === -1;
   }
   function poll() {
