@@ -7,7 +7,8 @@
   var url = stateEl.getAttribute("data-progress-url");
   var ended = ["active", "rejected", "cancelled", "failed"];
   function render(data) {
-    stateEl.textContent = data.state.replace(/_/g, " ");
+    stateEl.textContent = data.state_label;
+    stateEl.setAttribute("data-state", data.state);
     var list = document.getElementById("steps");
     list.textContent = "";
     data.steps.forEach(function (step) {
@@ -39,5 +40,5 @@
       .then(function (data) { if (render(data)) { setTimeout(poll, 1000); } })
       .catch(function () { setTimeout(poll, 3000); });
   }
-  if (ended.indexOf(stateEl.textContent.trim().replace(/ /g, "_")) === -1) { setTimeout(poll, 500); }
+  if (ended.indexOf(stateEl.getAttribute("data-state")) === -1) { setTimeout(poll, 500); }
 })();

@@ -3,7 +3,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    render_template_string,
+    request,
+    url_for,
+)
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
@@ -125,7 +136,9 @@ def request_progress(request_id: int):  # type: ignore[no-untyped-def]
     job = db.session.scalar(select(m.Job).where(m.Job.request_id == order.id).order_by(m.Job.created_at.desc()))
     server = order.server
     return jsonify({
-        "state": order.state, "reason": order.reason,
+        "state": order.state, "state_label": render_template_string(
+            '{% from "macros.html" import state_label %}{{ state_label(state) }}', state=order.state),
+        "reason": order.reason,
         "server_url": url_for("servers.show_server", server_id=server.id) if server else None,
         "steps": [{"task": s.task, "status": s.status, "at": s.at.isoformat(), "message": s.message}
                   for s in (job.steps if job else [])],

@@ -75,7 +75,7 @@ def test_member_orders_a_vm_and_watches_it_come_up(cloud_portal: dict[str, Any],
         page.wait_for_selector("#request-state")
         # The page updates itself (progress.js) until the request is active.
         # (A CSS/text selector, not wait_for_function: the page's CSP rightly forbids eval.)
-        page.wait_for_selector("#request-state:text-is('active')", timeout=120_000)
+        page.wait_for_selector("#request-state[data-state=active]", timeout=120_000)
         steps = page.locator("#steps li").all_inner_texts()
         assert any("Boot server" in s for s in steps) and any("Wait for the server to be running" in s for s in steps)
         page.screenshot(path=str(SHOTS / "request-progress-en.png"), full_page=True)
