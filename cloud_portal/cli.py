@@ -138,7 +138,7 @@ def users() -> None:
     """Accounts: add, change role, disable, enable, reset password, list."""
 
 
-def _tenant(slug: str):  # type: ignore[no-untyped-def]
+def _tenant(slug: str):
     from cloud_portal.errors import NotFound
     from cloud_portal.tenants.service import get_tenant_by_slug
     tenant = get_tenant_by_slug(slug)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make test`: the whole suite. Installs what it needs (Debian chromium, PostgreSQL, Redis where
 # they don't answer; the sandbox cloud and podman are set up by their session fixtures), then:
-#   1. ruff
+#   1. ruff and mypy
 #   2. every test on SQLite, including the sandbox-cloud, browser and container tests
 #   3. the database-facing tests again on PostgreSQL
 set -euo pipefail
@@ -16,6 +16,9 @@ export CLOUD_PORTAL_TEST_REDIS_URL=${CLOUD_PORTAL_TEST_REDIS_URL:-$redis_url}
 
 echo "== ruff"
 .venv/bin/ruff check cloud_portal tests bench sandbox
+
+echo "== mypy"
+.venv/bin/mypy cloud_portal
 
 echo "== tests on SQLite (everything)"
 .venv/bin/python -m pytest -p no:cacheprovider "$@"

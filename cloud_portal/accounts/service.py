@@ -36,7 +36,7 @@ def generate_password() -> str:
     return secrets.token_urlsafe(12)
 
 
-def _recent_failures(column, value: str, since) -> int:  # type: ignore[no-untyped-def]
+def _recent_failures(column, value: str, since) -> int:
     return db.session.scalar(select(func.count()).select_from(SignInAttempt).where(
         column == value, SignInAttempt.succeeded.is_(False), SignInAttempt.at >= since)) or 0
 

@@ -139,7 +139,7 @@ class OpenStackCloud:
         with self._cache_lock:
             hit = self._cache.get(key)
             if hit is not None and now - hit[0] < self.CATALOG_TTL_S:
-                return hit[1]  # type: ignore[no-any-return]
+                return hit[1]
         value = load()
         if value is not None:  # misses are not kept: a flavor added a moment ago should be found
             with self._cache_lock:

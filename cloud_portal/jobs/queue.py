@@ -25,7 +25,7 @@ class PortalHuey(Huey):
 
     _storage: Any = None
 
-    @property  # type: ignore[override]
+    @property
     def storage(self) -> Any:
         if self._storage is None:
             filename = self.storage_kwargs.get("filename")

@@ -680,12 +680,12 @@ def _apply_resize(server: m.Server, size: VmSize, job: m.Job) -> None:
     server_id, tenant_id = server.id, server.tenant_id
     db.session.commit()
     with quotas.serialised_for_tenant(tenant_id):
-        server = db.session.get(m.Server, server_id)
-        assert server is not None
-        server.flavor, server.vcpus = size.flavor, size.vcpus
-        server.ram_mib, server.disk_gb = size.ram_mib, size.disk_gb
-        if server.reservation_id is not None:
-            held = db.session.get(QuotaReservation, server.reservation_id)
+        locked = db.session.get(m.Server, server_id)
+        assert locked is not None
+        locked.flavor, locked.vcpus = size.flavor, size.vcpus
+        locked.ram_mib, locked.disk_gb = size.ram_mib, size.disk_gb
+        if locked.reservation_id is not None:
+            held = db.session.get(QuotaReservation, locked.reservation_id)
             if held is not None:
                 held.vcpus, held.ram_mib, held.disk_gb = size.vcpus, size.ram_mib, size.disk_gb
         _release_resize_hold(job)

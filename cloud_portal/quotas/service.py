@@ -126,7 +126,7 @@ def usage_for_user(user_id: int) -> dict[str, int]:
 def _usage_statement() -> Select[Any]:
     """Tenant usage and one person's usage in one query; built once (this runs under the lock,
     and constructing the statement costs more Python time than executing it)."""
-    user_id = bindparam("user_id")
+    user_id: Any = bindparam("user_id")
     tenant_cols = [func.coalesce(func.sum(getattr(QuotaReservation, r)), 0) for r in QUOTA_RESOURCES]
     user_cols = [func.coalesce(func.sum(case((QuotaReservation.user_id == user_id,
                                               getattr(QuotaReservation, r)), else_=0)), 0)
@@ -183,7 +183,7 @@ def headroom(tenant_id: int, user_id: int) -> dict[str, ResourceHeadroom]:
 # Serialisation ----------------------------------------------------------------------------------
 
 @functools.cache
-def _lock_statement() -> Select[Any]:
+def _lock_statement() -> Any:  # a Select of (tenant id, scope, resource, limit)
     """The tenant's row, locked, with its limits (one round trip).
 
     ``FOR NO KEY UPDATE OF tenants`` (SQLite ignores it): it conflicts with itself, so quota
@@ -241,7 +241,7 @@ def _quota_transaction(tenant_id: int) -> Iterator[_QuotaTransaction]:
     connection = session.connection()
     if connection.dialect.name == "sqlite":
         driver = connection.connection.driver_connection
-        if driver is not None and driver.in_transaction:  # type: ignore[attr-defined]
+        if driver is not None and driver.in_transaction:
             raise RuntimeError("the session has uncommitted writes; commit or roll back before "
                                "starting a quota transaction")
         # pysqlite would begin a deferred transaction only at the first write, after the check.

@@ -266,7 +266,7 @@ def _cross_check(doc: TenantsFile) -> list[tuple[str, str]]:
                                  f"per-user limit {per_user} is above the tenant limit "
                                  f"{getattr(tenant.quotas, resource)}"))
     flavors: dict[str, tuple[str, tuple[int, int, int]]] = {}
-    specs = [(f"catalog.vm_sizes[{i}]", s) for i, s in enumerate(doc.catalog.vm_sizes)]
+    specs: list[tuple[str, FlavorSpec]] = [(f"catalog.vm_sizes[{i}]", s) for i, s in enumerate(doc.catalog.vm_sizes)]
     specs += [(f"catalog.desktops[{i}]", d) for i, d in enumerate(doc.catalog.desktops)]
     for where, spec in specs:
         shape = (spec.vcpus, spec.ram_mib, spec.disk_gb)

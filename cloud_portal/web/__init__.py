@@ -70,7 +70,7 @@ def register_web(app: Flask) -> None:
         g.pop("_flask_babel", None)
 
     @app.after_request
-    def security_headers(response):  # type: ignore[no-untyped-def]
+    def security_headers(response):
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")
@@ -83,7 +83,7 @@ def register_web(app: Flask) -> None:
         return response
 
     @app.errorhandler(CSRFError)
-    def csrf_error(exc: CSRFError):  # type: ignore[no-untyped-def]
+    def csrf_error(exc: CSRFError):
         message = _("This form has expired or did not come from this site. Go back, reload the page "
                     "and try again.")
         return render_template("errors/error.html", code=400, title=_("Form not accepted"),
@@ -91,19 +91,19 @@ def register_web(app: Flask) -> None:
 
     @app.errorhandler(NotPermitted)
     @app.errorhandler(403)
-    def forbidden(exc: Exception):  # type: ignore[no-untyped-def]
+    def forbidden(exc: Exception):
         message = str(exc) if isinstance(exc, NotPermitted) else _(
             "Your role does not allow you to see this page. If you need it, ask your administrator.")
         return render_template("errors/error.html", code=403, title=_("Not allowed"), message=message), 403
 
     @app.errorhandler(NotFound)
     @app.errorhandler(404)
-    def not_found(exc: Exception):  # type: ignore[no-untyped-def]
+    def not_found(exc: Exception):
         return render_template("errors/error.html", code=404, title=_("Page not found"),
                                message=_("There is nothing at this address.")), 404
 
     @app.errorhandler(405)
-    def method_not_allowed(exc: Exception):  # type: ignore[no-untyped-def]
+    def method_not_allowed(exc: Exception):
         return render_template("errors/error.html", code=405, title=_("Not allowed"),
                                message=_("This address does not accept that kind of request.")), 405
 

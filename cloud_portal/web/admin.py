@@ -45,7 +45,7 @@ def _role_choices(tenants: list[Tenant]) -> list[tuple[str, str]]:
 
 @bp.route("/users", methods=["GET", "POST"])
 @roles_required(*ADMINS)
-def users():  # type: ignore[no-untyped-def]
+def users():
     tenants = _manageable_tenants()
     form = AddUserForm()
     locale = str(get_locale() or "en")
@@ -85,7 +85,7 @@ def users():  # type: ignore[no-untyped-def]
 
 @bp.route("/users/<int:user_id>/role", methods=["POST"])
 @roles_required(*ADMINS)
-def set_role(user_id: int):  # type: ignore[no-untyped-def]
+def set_role(user_id: int):
     user = _load_user_for_change(user_id)
     form = SetRoleForm(prefix=f"u{user.id}")
     form.role.choices = [(r, role_label(r)) for r in current_user.assignable_roles(user.tenant)]
@@ -105,7 +105,7 @@ def set_role(user_id: int):  # type: ignore[no-untyped-def]
 
 @bp.route("/users/<int:user_id>/<any(disable, enable):change>", methods=["POST"])
 @roles_required(*ADMINS)
-def set_active(user_id: int, change: str):  # type: ignore[no-untyped-def]
+def set_active(user_id: int, change: str):
     user = _load_user_for_change(user_id)
     if not ConfirmForm().validate_on_submit():
         abort(400)
@@ -125,7 +125,7 @@ def set_active(user_id: int, change: str):  # type: ignore[no-untyped-def]
 
 @bp.route("/users/<int:user_id>/reset-password", methods=["POST"])
 @roles_required(*ADMINS)
-def reset_password(user_id: int):  # type: ignore[no-untyped-def]
+def reset_password(user_id: int):
     user = _load_user_for_change(user_id)
     if not ConfirmForm().validate_on_submit():
         abort(400)
@@ -138,7 +138,7 @@ def reset_password(user_id: int):  # type: ignore[no-untyped-def]
 
 @bp.route("/audit")
 @roles_required(*ADMINS)
-def audit_log():  # type: ignore[no-untyped-def]
+def audit_log():
     page = max(1, request.args.get("page", 1, type=int))
     events = db.paginate(visible_events_query(current_user), page=page, per_page=PAGE_SIZE, error_out=False)
     tenant_names = dict(db.session.execute(select(Tenant.id, Tenant.slug)).all())

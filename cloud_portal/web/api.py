@@ -123,7 +123,7 @@ def server_json(s: m.Server) -> dict[str, Any]:
 
 @bp.route("/me")
 @token_required
-def me():  # type: ignore[no-untyped-def]
+def me():
     """Who the token belongs to.
     ---
     get:
@@ -138,7 +138,7 @@ def me():  # type: ignore[no-untyped-def]
 
 @bp.route("/catalog")
 @token_required
-def catalog():  # type: ignore[no-untyped-def]
+def catalog():
     """What can be ordered, with monthly prices in GBP.
     ---
     get:
@@ -160,7 +160,7 @@ def catalog():  # type: ignore[no-untyped-def]
 
 @bp.route("/quotas")
 @token_required
-def quotas():  # type: ignore[no-untyped-def]
+def quotas():
     """The caller's headroom: tenant and per-person limits, usage and what is left.
     ---
     get:
@@ -184,7 +184,7 @@ def increase_json(i: QuotaIncreaseRequest) -> dict[str, Any]:
 
 @bp.route("/quotas/usage")
 @token_required
-def quota_usage():  # type: ignore[no-untyped-def]
+def quota_usage():
     """A tenant's usage against its limits (tenant admins: their own; platform admins: ?tenant=slug).
     ---
     get:
@@ -212,7 +212,7 @@ def quota_usage():  # type: ignore[no-untyped-def]
 
 @bp.route("/quota-increases")
 @token_required
-def list_quota_increases():  # type: ignore[no-untyped-def]
+def list_quota_increases():
     """Quota-increase requests: the caller's own, or (platform admins) ?scope=open or all.
     ---
     get:
@@ -232,7 +232,7 @@ def list_quota_increases():  # type: ignore[no-untyped-def]
 
 @bp.route("/quota-increases", methods=["POST"])
 @token_required
-def create_quota_increase():  # type: ignore[no-untyped-def]
+def create_quota_increase():
     """Ask the platform administrators for more of the tenant's quota.
     ---
     post:
@@ -255,7 +255,7 @@ def create_quota_increase():  # type: ignore[no-untyped-def]
 
 @bp.route("/quota-increases/<int:increase_id>/<any(approve, decline):decision>", methods=["POST"])
 @token_required
-def decide_quota_increase(increase_id: int, decision: str):  # type: ignore[no-untyped-def]
+def decide_quota_increase(increase_id: int, decision: str):
     """Approve (limits raised, OpenStack synced) or decline with a reason (platform admins).
     ---
     post:
@@ -285,7 +285,7 @@ def decide_quota_increase(increase_id: int, decision: str):  # type: ignore[no-u
 
 @bp.route("/requests", methods=["POST"])
 @token_required
-def create_request():  # type: ignore[no-untyped-def]
+def create_request():
     """Order a VM or a desktop.
     ---
     post:
@@ -315,7 +315,7 @@ def create_request():  # type: ignore[no-untyped-def]
 
 @bp.route("/requests")
 @token_required
-def list_requests():  # type: ignore[no-untyped-def]
+def list_requests():
     """The caller's requests (or the tenant's with ?scope=tenant, admins only).
     ---
     get:
@@ -334,7 +334,7 @@ def list_requests():  # type: ignore[no-untyped-def]
 
 @bp.route("/requests/<int:request_id>")
 @token_required
-def get_request(request_id: int):  # type: ignore[no-untyped-def]
+def get_request(request_id: int):
     """One request with its progress steps.
     ---
     get:
@@ -348,7 +348,7 @@ def get_request(request_id: int):  # type: ignore[no-untyped-def]
 
 @bp.route("/requests/<int:request_id>/<any(approve, reject, cancel):decision>", methods=["POST"])
 @token_required
-def decide(request_id: int, decision: str):  # type: ignore[no-untyped-def]
+def decide(request_id: int, decision: str):
     """Approve or reject (tenant admins), or cancel (the requester).
     ---
     post:
@@ -374,7 +374,7 @@ def decide(request_id: int, decision: str):  # type: ignore[no-untyped-def]
 
 @bp.route("/servers")
 @token_required
-def list_servers():  # type: ignore[no-untyped-def]
+def list_servers():
     """Servers the caller owns (?scope=tenant for admins).
     ---
     get:
@@ -394,7 +394,7 @@ def list_servers():  # type: ignore[no-untyped-def]
 
 @bp.route("/servers/<int:server_id>")
 @token_required
-def get_server(server_id: int):  # type: ignore[no-untyped-def]
+def get_server(server_id: int):
     """One server.
     ---
     get:
@@ -408,7 +408,7 @@ def get_server(server_id: int):  # type: ignore[no-untyped-def]
 
 @bp.route("/servers/<int:server_id>/actions", methods=["POST"])
 @token_required
-def server_action(server_id: int):  # type: ignore[no-untyped-def]
+def server_action(server_id: int):
     """Start, stop, reboot, resize or delete a server.
     ---
     post:
@@ -431,7 +431,7 @@ def server_action(server_id: int):  # type: ignore[no-untyped-def]
 
 
 @bp.route("/openapi.json")
-def openapi():  # type: ignore[no-untyped-def]
+def openapi():
     """The OpenAPI 3 document of this API, generated from the views above."""
     from apispec import APISpec
     from apispec_webframeworks.flask import FlaskPlugin

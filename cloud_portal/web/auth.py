@@ -24,7 +24,7 @@ def safe_next(target: str | None) -> str:
 
 
 @bp.route("/sign-in", methods=["GET", "POST"])
-def sign_in():  # type: ignore[no-untyped-def]
+def sign_in():
     if current_user.is_authenticated:
         return redirect(url_for("portal.home"))
     form = SignInForm()
@@ -62,7 +62,7 @@ def sign_in():  # type: ignore[no-untyped-def]
 
 @bp.route("/sign-out", methods=["POST"])
 @login_required
-def sign_out():  # type: ignore[no-untyped-def]
+def sign_out():
     lang = session.get("lang")
     logout_user()
     session.clear()
@@ -73,7 +73,7 @@ def sign_out():  # type: ignore[no-untyped-def]
 
 
 @bp.route("/language", methods=["POST"])
-def set_language():  # type: ignore[no-untyped-def]
+def set_language():
     form = LanguageForm()
     if form.validate_on_submit() and form.lang.data in languages():
         session["lang"] = form.lang.data

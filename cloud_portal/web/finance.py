@@ -12,6 +12,6 @@ bp = Blueprint("finance", __name__, url_prefix="/finance")
 
 @bp.route("/")
 @roles_required("finance", "platform_admin")
-def overview():  # type: ignore[no-untyped-def]
+def overview():
     return render_template("finance/overview.html", tenants=list_tenants(include_platform=True),
                            catalog=get_catalog())

@@ -90,7 +90,7 @@ QUOTA_FIELD_LABELS = {
 }
 
 
-def _whole(required: bool) -> list:  # type: ignore[type-arg]
+def _whole(required: bool) -> list:
     first = InputRequired(_l("Enter a whole number.")) if required else Optional()
     return [first, NumberRange(min=0, message=_l("Enter 0 or more."))]
 

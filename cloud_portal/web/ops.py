@@ -46,7 +46,7 @@ def _database_ok() -> tuple[bool, str | None]:
 
 
 @bp.route("/healthz")
-def healthz():  # type: ignore[no-untyped-def]
+def healthz():
     db_ok, db_error = _database_ok()
     queue = queue_status()
     body = {"status": "ok" if db_ok and queue["ok"] else "failing",
@@ -56,7 +56,7 @@ def healthz():  # type: ignore[no-untyped-def]
 
 
 @bp.route("/metrics")
-def metrics():  # type: ignore[no-untyped-def]
+def metrics():
     db_ok, _ = _database_ok()
     UP.labels("database").set(1 if db_ok else 0)
     if db_ok:

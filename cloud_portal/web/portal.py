@@ -17,7 +17,7 @@ bp = Blueprint("portal", __name__)
 
 @bp.route("/account/tokens", methods=["GET", "POST"])
 @login_required
-def tokens():  # type: ignore[no-untyped-def]
+def tokens():
     """Personal API tokens: make one (shown once), see and revoke the others."""
     from flask import flash, request
     from flask_babel import gettext as _
@@ -50,7 +50,7 @@ def tokens():  # type: ignore[no-untyped-def]
 
 @bp.route("/")
 @login_required
-def home():  # type: ignore[no-untyped-def]
+def home():
     catalog = get_catalog()
     estimates = {size.key: vm_monthly_estimate(size, catalog.rates) for size in catalog.vm_sizes}
     locale = str(get_locale() or "en")
@@ -58,12 +58,12 @@ def home():  # type: ignore[no-untyped-def]
                    halls=hall_names(locale))
     if current_user.is_platform_admin or current_user.is_finance:
         tenants = list_tenants(include_platform=False)
-        people = dict(db.session.execute(
+        people_by_tenant = dict(db.session.execute(
             select(User.tenant_id, func.count()).where(User.active.is_(True)).group_by(User.tenant_id)).all())
-        return render_template("portal/home_platform.html", tenants=tenants, people=people,
+        return render_template("portal/home_platform.html", tenants=tenants, people=people_by_tenant,
                                limits=limits_for_tenants([t.id for t in tenants]), **context)
     room = headroom(current_user.tenant_id, current_user.id)  # two queries, no cloud calls
-    people = None
+    people: int | None = None
     if current_user.is_tenant_admin:
         people = db.session.scalar(select(func.count()).select_from(User).where(
             User.tenant_id == current_user.tenant_id, User.active.is_(True)))

@@ -60,7 +60,7 @@ def _load_member_tenant(slug: str) -> Tenant:
 
 @bp.route("/admin/quotas")
 @roles_required("platform_admin")
-def overview():  # type: ignore[no-untyped-def]
+def overview():
     """Every member tenant: usage against each limit, sortable by any column."""
     sort = request.args.get("sort", "name")
     if sort not in SORT_KEYS:
@@ -92,7 +92,7 @@ def _limits_from_form(form: LimitsForm) -> tuple[dict[str, int], dict[str, int |
 
 @bp.route("/admin/quotas/<slug>", methods=["GET", "POST"])
 @roles_required("platform_admin")
-def edit(slug: str):  # type: ignore[no-untyped-def]
+def edit(slug: str):
     """One tenant's limits; lowering below usage asks for an explicit confirmation."""
     tenant = _load_member_tenant(slug)
     current = quotas.limits_for_tenant(tenant.id)
@@ -129,7 +129,7 @@ def edit(slug: str):  # type: ignore[no-untyped-def]
 
 @bp.route("/admin/quotas/increases")
 @roles_required("platform_admin")
-def increase_queue():  # type: ignore[no-untyped-def]
+def increase_queue():
     """Open quota-increase requests first, then the decided ones, newest first."""
     page = max(1, request.args.get("page", 1, type=int))
     waiting = list(db.session.scalars(quotas.increases_query(current_user, scope="open")))
@@ -142,7 +142,7 @@ def increase_queue():  # type: ignore[no-untyped-def]
 
 @bp.route("/admin/quotas/increases/<int:increase_id>/<any(approve, decline):decision>", methods=["POST"])
 @roles_required("platform_admin")
-def decide(increase_id: int, decision: str):  # type: ignore[no-untyped-def]
+def decide(increase_id: int, decision: str):
     form = DecideIncreaseForm()
     if not form.validate_on_submit():
         flash(_("The reason can be at most 500 characters."), "error")
@@ -170,7 +170,7 @@ def decide(increase_id: int, decision: str):  # type: ignore[no-untyped-def]
 
 @bp.route("/quotas/increase/new", methods=["GET", "POST"])
 @login_required
-def new_increase():  # type: ignore[no-untyped-def]
+def new_increase():
     """Ask for more quota; the amounts come pre-filled from the request form's shortfall."""
     if not current_user.can_ask_quota_increase:
         abort(403)
@@ -202,7 +202,7 @@ def new_increase():  # type: ignore[no-untyped-def]
 
 @bp.route("/quotas/increases")
 @login_required
-def my_increases():  # type: ignore[no-untyped-def]
+def my_increases():
     """The person's own quota-increase requests with their state and the admins' reasons."""
     page = max(1, request.args.get("page", 1, type=int))
     increases = db.paginate(quotas.increases_query(current_user, scope="mine"), page=page,

@@ -64,7 +64,7 @@ def _request_form(kind: str) -> RequestForm:
 
 @bp.route("/requests/new/<any(vm, desktop):kind>", methods=["GET", "POST"])
 @roles_required(*ORDERING_ROLES)
-def new_request(kind: str):  # type: ignore[no-untyped-def]
+def new_request(kind: str):
     form = _request_form(kind)
     if request.method == "GET" and request.args.get("size"):
         form.catalog_key.data = request.args["size"]
@@ -110,7 +110,7 @@ def _shortfall(room: dict[str, Any], offer: service.Offer, kind: str) -> dict[st
 
 @bp.route("/requests")
 @login_required
-def list_requests():  # type: ignore[no-untyped-def]
+def list_requests():
     scope = request.args.get("scope", "mine")
     if scope not in ("mine", "tenant"):
         abort(404)
@@ -122,7 +122,7 @@ def list_requests():  # type: ignore[no-untyped-def]
 
 @bp.route("/requests/<int:request_id>")
 @login_required
-def show_request(request_id: int):  # type: ignore[no-untyped-def]
+def show_request(request_id: int):
     order = service.load_request(current_user, request_id)
     job = db.session.scalar(select(m.Job).where(m.Job.request_id == order.id).order_by(m.Job.created_at.desc()))
     return render_template("servers/request.html", order=order, job=job, confirm=ConfirmForm(),
@@ -131,7 +131,7 @@ def show_request(request_id: int):  # type: ignore[no-untyped-def]
 
 @bp.route("/requests/<int:request_id>/progress.json")
 @login_required
-def request_progress(request_id: int):  # type: ignore[no-untyped-def]
+def request_progress(request_id: int):
     order = service.load_request(current_user, request_id)
     job = db.session.scalar(select(m.Job).where(m.Job.request_id == order.id).order_by(m.Job.created_at.desc()))
     server = order.server
@@ -166,19 +166,19 @@ def _decide(request_id: int, decision: str) -> Any:
 
 @bp.route("/requests/<int:request_id>/approve", methods=["POST"])
 @roles_required("tenant_admin", "platform_admin")
-def approve(request_id: int):  # type: ignore[no-untyped-def]
+def approve(request_id: int):
     return _decide(request_id, "approve")
 
 
 @bp.route("/requests/<int:request_id>/reject", methods=["POST"])
 @roles_required("tenant_admin", "platform_admin")
-def reject(request_id: int):  # type: ignore[no-untyped-def]
+def reject(request_id: int):
     return _decide(request_id, "reject")
 
 
 @bp.route("/requests/<int:request_id>/cancel", methods=["POST"])
 @login_required
-def cancel(request_id: int):  # type: ignore[no-untyped-def]
+def cancel(request_id: int):
     try:
         service.cancel(current_user, request_id)
         db.session.commit()
@@ -191,7 +191,7 @@ def cancel(request_id: int):  # type: ignore[no-untyped-def]
 
 @bp.route("/requests/<int:request_id>/clean-up", methods=["POST"])
 @login_required
-def clean_up(request_id: int):  # type: ignore[no-untyped-def]
+def clean_up(request_id: int):
     ctx = service.CloudContext.from_settings(dict(current_app.config), current_app.instance_path) \
         if current_app.config["CLOUDS_YAML"] else None
     try:
@@ -206,7 +206,7 @@ def clean_up(request_id: int):  # type: ignore[no-untyped-def]
 
 @bp.route("/approvals")
 @roles_required("tenant_admin", "platform_admin")
-def approvals():  # type: ignore[no-untyped-def]
+def approvals():
     page = max(1, request.args.get("page", 1, type=int))
     waiting = db.paginate(service.requests_query(current_user, scope="approvals"), page=page,
                           per_page=PAGE_SIZE, error_out=False)
@@ -215,7 +215,7 @@ def approvals():  # type: ignore[no-untyped-def]
 
 @bp.route("/servers")
 @login_required
-def list_servers():  # type: ignore[no-untyped-def]
+def list_servers():
     scope = request.args.get("scope", "mine")
     sort = request.args.get("sort", "created")
     if scope not in ("mine", "tenant", "all") or sort not in service.SORTABLE:
@@ -229,7 +229,7 @@ def list_servers():  # type: ignore[no-untyped-def]
 
 @bp.route("/servers/<int:server_id>")
 @login_required
-def show_server(server_id: int):  # type: ignore[no-untyped-def]
+def show_server(server_id: int):
     server = service.load_server(current_user, server_id)
     resize = ResizeForm()
     sizes = db.session.scalars(select(VmSize).where(VmSize.active.is_(True)).order_by(VmSize.vcpus, VmSize.ram_mib))
@@ -241,7 +241,7 @@ def show_server(server_id: int):  # type: ignore[no-untyped-def]
 
 @bp.route("/servers/<int:server_id>/<any(start, stop, reboot, resize, delete):action>", methods=["POST"])
 @login_required
-def server_action(server_id: int, action: str):  # type: ignore[no-untyped-def]
+def server_action(server_id: int, action: str):
     form = ResizeForm() if action == "resize" else ConfirmForm()
     if action == "resize":
         form.size.choices = [(s.key, s.key) for s in db.session.scalars(select(VmSize))]
@@ -265,7 +265,7 @@ def server_action(server_id: int, action: str):  # type: ignore[no-untyped-def]
 
 @bp.route("/servers/<int:server_id>/console")
 @login_required
-def console(server_id: int):  # type: ignore[no-untyped-def]
+def console(server_id: int):
     server = service.load_server(current_user, server_id)
     if not server.can_operate(current_user) or server.status != m.SERVER_ACTIVE:
         flash(_("The console is available only for running servers you may operate."), "error")
