@@ -6,6 +6,10 @@ import re
 #: OpenStack refusing a create because the project's own quota is used up.
 QUOTA_REFUSAL = re.compile(r"quota exceeded|exceeds.*quota|over.?quota", re.I)
 
+#: The cloud not answering (refused, timed out, 502/503/504): worth retrying later.
+CLOUD_DID_NOT_ANSWER = re.compile(r"connection refused|did not answer|unable to establish connection|timed out|"
+                                  r"service unavailable|\b50[234]\b|ConnectFailure|did not finish in time", re.I)
+
 # (pattern in the technical message, what we tell the person). First match wins.
 _RULES: list[tuple[re.Pattern[str], str]] = [
     (QUOTA_REFUSAL,
@@ -25,8 +29,7 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
      "The chosen data hall is not available in the cloud right now. Ask the platform team."),
     (re.compile(r"portbindingfailed|port.*binding|network .* not found|no network", re.I),
      "The server could not be connected to the network. The platform team has been told."),
-    (re.compile(r"connection refused|did not answer|unable to establish connection|timed out|"
-                r"service unavailable|50[234]|ConnectFailure|did not finish in time", re.I),
+    (CLOUD_DID_NOT_ANSWER,
      "The cloud did not answer in time, so nothing was created. Please try again in a few minutes."),
 ]
 _GENERIC = "The cloud could not complete this. The platform team can see the details in the job log."
@@ -39,6 +42,11 @@ def plain_words(technical: str | None) -> str:
         if pattern.search(text):
             return words
     return _GENERIC
+
+
+def is_transient(technical: str | None) -> bool:
+    """True when the failure is the cloud not answering, so a later attempt may succeed."""
+    return bool(CLOUD_DID_NOT_ANSWER.search(technical or ""))
 
 
 def is_quota_refusal(technical: str | None) -> bool:

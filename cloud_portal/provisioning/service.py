@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -37,7 +37,7 @@ from cloud_portal.catalog.service import get_catalog, vm_monthly_estimate
 from cloud_portal.errors import InvalidInput, NotFound, NotPermitted, ProvisioningFailed
 from cloud_portal.extensions import db
 from cloud_portal.provisioning import models as m
-from cloud_portal.provisioning.plain_words import is_quota_refusal, plain_words
+from cloud_portal.provisioning.plain_words import is_quota_refusal, is_transient, plain_words
 from cloud_portal.provisioning.validation import validate_hostname
 from cloud_portal.quotas import service as quotas
 from cloud_portal.tenants.models import Tenant
@@ -60,7 +60,12 @@ class CloudContext:
     job_lease_s: float
 
     @classmethod
-    def from_settings(cls, settings: dict[str, Any], instance_path: str) -> CloudContext:
+    def configured(cls, settings: Mapping[str, Any], instance_path: str) -> CloudContext | None:
+        """The context when a cloud is configured (CLOUDS_YAML set), else None (e.g. unit tests)."""
+        return cls.from_settings(settings, instance_path) if settings["CLOUDS_YAML"] else None
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any], instance_path: str) -> CloudContext:
         clouds_yaml = Path(settings["CLOUDS_YAML"] or Path(instance_path) / "clouds.yaml")
         return cls(cloud=_cloud_for(clouds_yaml, settings["CLOUD_NAME"]), clouds_yaml=clouds_yaml,
                    cloud_name=settings["CLOUD_NAME"], network=settings["CLOUD_NETWORK"],
@@ -83,6 +88,11 @@ def _cloud_for(clouds_yaml: Path, name: str) -> OpenStackCloud:
 def project_name(tenant: Tenant) -> str:
     """The OpenStack project of a tenant."""
     return f"cwmwl-{tenant.slug}"
+
+
+def _project_id(ctx: CloudContext, tenant: Tenant) -> str | None:
+    """The tenant's project id: recorded by tenants sync, else looked up (cached) by name."""
+    return tenant.openstack_project_id or ctx.cloud.find_project_id(project_name(tenant))
 
 
 # Tenants in the cloud ---------------------------------------------------------------------
@@ -450,13 +460,6 @@ def _playbook(ctx: CloudContext, job: m.Job, playbook: str, variables: dict[str,
                         on_event=_progress_recorder(job))
 
 
-def _is_transient(message: str | None) -> bool:
-    text = (message or "").lower()
-    return any(word in text for word in ("connection refused", "unable to establish connection",
-                                         "timed out", "service unavailable", " 503", " 502", " 504",
-                                         "did not finish in time", "connectfailure"))
-
-
 def provision(request_id: int, ctx: CloudContext, *, tenant_limit: int, final_attempt: bool) -> str:
     """The provision job: make the request's server, wait for ACTIVE, record it. Idempotent.
 
@@ -484,7 +487,7 @@ def provision(request_id: int, ctx: CloudContext, *, tenant_limit: int, final_at
 def _provision_claimed(request: m.ServerRequest, job: m.Job, ctx: CloudContext, *, final_attempt: bool) -> str:
     tenant = request.tenant
     try:
-        project_id = tenant.openstack_project_id or ctx.cloud.find_project_id(project_name(tenant))
+        project_id = _project_id(ctx, tenant)
         if project_id is None:
             raise ProvisioningFailed(f"{tenant.name_en} has no OpenStack project yet; ask a platform "
                                      "administrator to run `cloud-portal tenants sync`.")
@@ -535,7 +538,7 @@ def _provision_claimed(request: m.ServerRequest, job: m.Job, ctx: CloudContext, 
     except (CloudUnavailable, TransientJobError) as exc:
         return _provision_trouble(request, job, ctx, str(exc), transient=True, final_attempt=final_attempt)
     except ProvisioningFailed as exc:
-        transient = _is_transient(str(exc))
+        transient = is_transient(str(exc))
         return _provision_trouble(request, job, ctx, str(exc), transient=transient, final_attempt=final_attempt)
     except CloudRefused as exc:
         return _provision_trouble(request, job, ctx, str(exc), transient=False, final_attempt=True)
@@ -589,7 +592,7 @@ def _provision_trouble(request: m.ServerRequest, job: m.Job, ctx: CloudContext, 
 def _remove_half_made(request: m.ServerRequest, ctx: CloudContext) -> str:
     """Delete any server a failed request left behind; reconciliation retries if the cloud is down."""
     try:
-        project_id = request.tenant.openstack_project_id or ctx.cloud.find_project_id(project_name(request.tenant))
+        project_id = _project_id(ctx, request.tenant)
         if project_id is None:
             return ""
         leftover = ctx.cloud.find_server_by_request(project_id, request.uid)
@@ -657,7 +660,7 @@ def _perform_claimed(job: m.Job, ctx: CloudContext, *, final_attempt: bool) -> s
     except (CloudUnavailable, ProvisioningFailed, CloudRefused) as exc:
         db.session.rollback()
         technical = str(exc)
-        if not isinstance(exc, CloudRefused) and (isinstance(exc, CloudUnavailable) or _is_transient(technical)) \
+        if not isinstance(exc, CloudRefused) and (isinstance(exc, CloudUnavailable) or is_transient(technical)) \
                 and not final_attempt:
             _step(job, "Cloud did not answer; will try again", "failed", technical[:1000])
             job.state = m.JOB_QUEUED
@@ -777,7 +780,7 @@ def reconcile(ctx: CloudContext, *, resume: Callable[[m.Job], None]) -> Reconcil
             report.failed_jobs.append(job.id)
     tenants = list(db.session.scalars(select(Tenant).where(Tenant.is_platform.is_(False), Tenant.active.is_(True))))
     for tenant in tenants:
-        project_id = tenant.openstack_project_id or ctx.cloud.find_project_id(project_name(tenant))
+        project_id = _project_id(ctx, tenant)
         if project_id is None:
             continue
         live = {s.id: s for s in ctx.cloud.list_servers(project_id)}

@@ -99,6 +99,13 @@ class ServerActionBody(BaseModel):
     size: str | None = Field(default=None, max_length=40)
 
 
+def page_json(query: Any, item_json: Callable[[Any], dict[str, Any]]) -> Any:
+    """One page (``?page=``, 50 a page) of a query's rows as ``{items, page, pages, total}``."""
+    page = db.paginate(query, page=max(1, request.args.get("page", 1, type=int)), per_page=50, error_out=False)
+    return jsonify({"items": [item_json(row) for row in page.items], "page": page.page, "pages": page.pages,
+                    "total": page.total})
+
+
 def request_json(r: m.ServerRequest, steps: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": r.id, "kind": r.kind, "name": r.name, "size": r.catalog_key, "image": r.image_key,
@@ -224,10 +231,7 @@ def list_quota_increases():
     scope = request.args.get("scope", "mine")
     if scope not in ("mine", "open", "all"):
         raise InvalidInput("scope must be mine, open or all")
-    page = db.paginate(quota_service.increases_query(g.api_user, scope=scope),
-                       page=max(1, request.args.get("page", 1, type=int)), per_page=50, error_out=False)
-    return jsonify({"items": [increase_json(i) for i in page.items], "page": page.page, "pages": page.pages,
-                    "total": page.total})
+    return page_json(quota_service.increases_query(g.api_user, scope=scope), increase_json)
 
 
 @bp.route("/quota-increases", methods=["POST"])
@@ -326,10 +330,7 @@ def list_requests():
     scope = request.args.get("scope", "mine")
     if scope not in ("mine", "tenant", "approvals"):
         raise InvalidInput("scope must be mine, tenant or approvals")
-    page = db.paginate(service.requests_query(g.api_user, scope=scope),
-                       page=max(1, request.args.get("page", 1, type=int)), per_page=50, error_out=False)
-    return jsonify({"items": [request_json(r) for r in page.items], "page": page.page, "pages": page.pages,
-                    "total": page.total})
+    return page_json(service.requests_query(g.api_user, scope=scope), request_json)
 
 
 @bp.route("/requests/<int:request_id>")
@@ -386,10 +387,7 @@ def list_servers():
     sort = request.args.get("sort", "created")
     if scope not in ("mine", "tenant", "all") or sort not in service.SORTABLE:
         raise InvalidInput("scope must be mine, tenant or all; sort one of " + ", ".join(service.SORTABLE))
-    page = db.paginate(service.servers_query(g.api_user, scope=scope, sort=sort),
-                       page=max(1, request.args.get("page", 1, type=int)), per_page=50, error_out=False)
-    return jsonify({"items": [server_json(s) for s in page.items], "page": page.page, "pages": page.pages,
-                    "total": page.total})
+    return page_json(service.servers_query(g.api_user, scope=scope, sort=sort), server_json)
 
 
 @bp.route("/servers/<int:server_id>")

@@ -37,11 +37,11 @@ def sync_tenant_quotas(tenant: Tenant, actor: User) -> str | None:
     Returns None on success (or with no cloud), else the reason it failed (the portal's limits
     stand; the next sync or reconciliation finding shows the difference).
     """
-    if not current_app.config["CLOUDS_YAML"]:
-        return None
     from cloud_portal.provisioning.service import CloudContext, sync_tenants_to_cloud
+    ctx = CloudContext.configured(current_app.config, current_app.instance_path)
+    if ctx is None:
+        return None
     try:
-        ctx = CloudContext.from_settings(dict(current_app.config), current_app.instance_path)
         sync_tenants_to_cloud(ctx, [tenant], actor)
         db.session.commit()
     except (PortalError, CloudError) as exc:

@@ -38,9 +38,8 @@ ORDERING_ROLES = ("member", "tenant_admin", "platform_admin")
 
 def cloud_or_none() -> service.OpenStackCloud | None:
     """The cloud for pre-flight checks, when one is configured (not in unit tests)."""
-    if not current_app.config["CLOUDS_YAML"]:
-        return None
-    return service.CloudContext.from_settings(dict(current_app.config), current_app.instance_path).cloud
+    ctx = service.CloudContext.configured(current_app.config, current_app.instance_path)
+    return ctx.cloud if ctx is not None else None
 
 
 def _locale() -> str:
@@ -192,8 +191,7 @@ def cancel(request_id: int):
 @bp.route("/requests/<int:request_id>/clean-up", methods=["POST"])
 @login_required
 def clean_up(request_id: int):
-    ctx = service.CloudContext.from_settings(dict(current_app.config), current_app.instance_path) \
-        if current_app.config["CLOUDS_YAML"] else None
+    ctx = service.CloudContext.configured(current_app.config, current_app.instance_path)
     try:
         service.dismiss_failed(current_user, request_id, ctx)
         db.session.commit()
