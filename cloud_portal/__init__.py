@@ -87,6 +87,8 @@ def create_app(config_override: Mapping[str, Any] | None = None) -> Flask:
     login_manager.init_app(app)
     _configure_login()
 
+    from cloud_portal.adapters.cloud import cloud
+    cloud.init_app(app)
     from cloud_portal.jobs.queue import configure_queue
     configure_queue(app)
     import cloud_portal.jobs.provisioning  # noqa: F401  (registers tasks with the queue)

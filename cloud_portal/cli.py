@@ -110,9 +110,10 @@ def tenants_sync(tenants_file: Path | None, no_cloud: bool) -> None:
             click.echo("OpenStack not synced (no CLOUDS_YAML configured)" if not no_cloud else
                        "OpenStack not synced (--no-cloud)")
             return
-        from cloud_portal.provisioning.service import CloudContext, sync_tenants_to_cloud
+        from cloud_portal.adapters.cloud import cloud
+        from cloud_portal.tenants.cloud_sync import sync_tenants_to_cloud
         from cloud_portal.tenants.service import list_tenants
-        ctx = CloudContext.from_settings(dict(current_app.config), current_app.instance_path)
+        ctx = cloud.required()
         tenants = list_tenants(include_platform=False)
         result = sync_tenants_to_cloud(ctx, tenants)
         db.session.commit()
@@ -172,6 +173,7 @@ def users_add(email: str, display_name: str, role: str, tenant_slug: str, passwo
 
 
 def _change(email: str, change: Callable[[Any], str]) -> None:
+    """Apply ``change`` to the account ``email`` (one transaction) and print what it returns."""
     from cloud_portal.accounts.service import get_user_by_email
     from cloud_portal.extensions import db
 
@@ -195,28 +197,22 @@ def users_set_role(email: str, role: str) -> None:
     _change(email, change)
 
 
-@users.command("disable")
-@click.argument("email")
-def users_disable(email: str) -> None:
-    """Disable an account and end its sessions."""
-    from cloud_portal.accounts.service import set_active
+def _switch_command(name: str, active: bool, doc: str, done: str) -> None:
+    """Register ``users disable`` / ``users enable``: one command each, one implementation."""
 
-    def change(user: Any) -> str:
-        set_active(None, user, False)
-        return f"{user.email} disabled"
-    _change(email, change)
+    @users.command(name, help=doc)
+    @click.argument("email")
+    def command(email: str) -> None:
+        from cloud_portal.accounts.service import set_active
+
+        def change(user: Any) -> str:
+            set_active(None, user, active)
+            return f"{user.email} {done}"
+        _change(email, change)
 
 
-@users.command("enable")
-@click.argument("email")
-def users_enable(email: str) -> None:
-    """Let a disabled account sign in again."""
-    from cloud_portal.accounts.service import set_active
-
-    def change(user: Any) -> str:
-        set_active(None, user, True)
-        return f"{user.email} enabled"
-    _change(email, change)
+_switch_command("disable", False, "Disable an account and end its sessions.", "disabled")
+_switch_command("enable", True, "Let a disabled account sign in again.", "enabled")
 
 
 @users.command("reset-password")
@@ -224,10 +220,7 @@ def users_enable(email: str) -> None:
 def users_reset_password(email: str) -> None:
     """Set a new generated password (printed once) and end the account's sessions."""
     from cloud_portal.accounts.service import reset_password
-
-    def change(user: Any) -> str:
-        return f"new password for {user.email}: {reset_password(None, user)}"
-    _change(email, change)
+    _change(email, lambda user: f"new password for {user.email}: {reset_password(None, user)}")
 
 
 @users.command("list")
@@ -254,10 +247,7 @@ def users_list(tenant_slug: str | None) -> None:
 def users_token(email: str, name: str) -> None:
     """Make a personal API token (printed once)."""
     from cloud_portal.accounts.service import create_api_token
-
-    def change(user: Any) -> str:
-        return create_api_token(None, user, name)
-    _change(email, change)
+    _change(email, lambda user: create_api_token(None, user, name))
 
 
 @main.command()

@@ -30,6 +30,18 @@ class ProvisioningFailed(PortalError):
     """The cloud could not carry out a change; the message is in plain words."""
 
 
+class JobDeferred(PortalError):
+    """A queue job cannot run now and should be tried again later; the jobs layer decides when."""
+
+
+class TransientJobError(JobDeferred):
+    """The cloud did not answer; worth retrying later (with backoff)."""
+
+
+class TenantBusy(JobDeferred):
+    """The tenant already has its maximum of jobs running; try again shortly."""
+
+
 class SignInThrottled(PortalError):
     """Too many failed sign-ins; carries how long to wait."""
 

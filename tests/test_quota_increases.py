@@ -214,7 +214,9 @@ def test_openstack_quota_refusal_becomes_a_finding(make_app: Callable[..., Any])
     from types import SimpleNamespace
 
     from cloud_portal.provisioning import models as m
-    from cloud_portal.provisioning import service
+    from cloud_portal.provisioning import provision, requests
+    from cloud_portal.provisioning.leases import latest_job
+    from cloud_portal.unit_of_work import discard_pending
     app = make_app(QUEUE_IMMEDIATE=False, QUEUE_URL="")
     with app.app_context():
         from cloud_portal.tenants.config_file import load_tenants_file
@@ -223,13 +225,14 @@ def test_openstack_quota_refusal_becomes_a_finding(make_app: Callable[..., Any])
         sync_tenants(load_tenants_file(TENANTS_FILE))
         db.session.commit()
         member = _user("member", "torfaen", "alys@torfaen.example")
-        order = service.submit_request(member, kind="vm", catalog_key="small", image_key="debian-12",
-                                       data_hall="local-government", name="web-1")
-        job = service.new_provision_job(order)
+        order = requests.submit_request(member, kind="vm", catalog_key="small", image_key="debian-12",
+                                        data_hall="local-government", name="web-1")
         db.session.commit()
+        discard_pending()  # the job is driven by hand below
+        job = latest_job(request_id=order.id)
         ctx = SimpleNamespace(cloud=SimpleNamespace(find_project_id=lambda name: None))
-        state = service._provision_trouble(order, job, ctx, "Quota exceeded for instances: Requested 1, but "  # type: ignore[arg-type]
-                                           "already used 10 of 10 instances", transient=False, final_attempt=True)
+        state = provision._provision_trouble(order, job, ctx, "Quota exceeded for instances: Requested 1, but "  # type: ignore[arg-type]
+                                             "already used 10 of 10 instances", transient=False, final_attempt=True)
         assert state == m.FAILED and "OpenStack quota is used up" in order.reason
         finding = db.session.scalar(select(m.ReconcileFinding))
         assert finding.kind == "quota_refused" and finding.tenant_id == member.tenant_id

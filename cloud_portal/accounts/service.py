@@ -6,7 +6,7 @@ import secrets
 from datetime import timedelta
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, delete, func, select
 
 from cloud_portal.accounts.models import ALL_ROLES, PLATFORM_ROLES, TENANT_ROLES, SignInAttempt, User, new_session_token
 from cloud_portal.audit import service as audit
@@ -227,3 +227,9 @@ def user_for_api_token(token: str) -> User | None:
         return None
     row.last_used_at = utcnow()
     return row.user
+
+
+def prune_sign_in_attempts(*, older_than: timedelta) -> int:
+    """Delete sign-in attempts older than ``older_than``; returns how many. The caller commits."""
+    result = db.session.execute(delete(SignInAttempt).where(SignInAttempt.at < utcnow() - older_than))
+    return int(result.rowcount)  # type: ignore[attr-defined]

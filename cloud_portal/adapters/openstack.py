@@ -20,6 +20,8 @@ import openstack
 from keystoneauth1 import exceptions as ks_exceptions
 from openstack import exceptions as os_exceptions
 
+from cloud_portal.errors import PortalError
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 #: Server metadata key holding the portal request, so a retried create finds its server.
@@ -32,7 +34,7 @@ def request_tag(request_uid: str) -> str:
     return f"request-{request_uid}"
 
 
-class CloudError(Exception):
+class CloudError(PortalError):
     """Base of the adapter's errors; the message is safe to log (no secrets)."""
 
 

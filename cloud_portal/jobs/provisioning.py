@@ -2,7 +2,8 @@
 
 Each task takes ids, lets the domain service check state first (so a duplicate delivery
 does nothing), and retries transient cloud errors with backoff; the last attempt turns them
-into a failed request with a reason in plain words.
+into a failed request with a reason in plain words. Importing this module registers
+:func:`enqueue_job` as the way domain services put their jobs on the queue.
 """
 from __future__ import annotations
 
@@ -15,18 +16,20 @@ from huey import crontab
 from huey.exceptions import RetryTask
 
 from cloud_portal.adapters.ansible import prune_artifacts
+from cloud_portal.adapters.cloud import CloudContext, cloud
+from cloud_portal.errors import TenantBusy
 from cloud_portal.jobs.queue import huey, with_app_context
-from cloud_portal.provisioning import service
-from cloud_portal.provisioning.models import Job
+from cloud_portal.provisioning import leases
+from cloud_portal.provisioning.actions import perform_action
+from cloud_portal.provisioning.models import JOB_ACTION, JOB_PROVISION, Job
+from cloud_portal.provisioning.provision import provision
+from cloud_portal.provisioning.reconcile import ReconcileReport, reconcile
+from cloud_portal.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 #: Huey reads retries at decoration time; the setting's default is used here, and the
 #: setting itself decides which attempt is the last (see _final).
 RETRIES = 3
-
-
-def cloud_context() -> service.CloudContext:
-    return service.CloudContext.from_settings(dict(current_app.config), current_app.instance_path)
 
 
 def _final(task: Any) -> bool:
@@ -35,13 +38,16 @@ def _final(task: Any) -> bool:
     return retries_left <= max(0, RETRIES - allowed)
 
 
+def _tenant_limit() -> int:
+    return int(current_app.config["TENANT_CONCURRENCY"])
+
+
 @huey.task(retries=RETRIES, retry_delay=2, retry_backoff=2, context=True)
 @with_app_context
 def provision_request(request_id: int, task: Any = None) -> str:
     try:
-        return service.provision(request_id, cloud_context(), final_attempt=_final(task),
-                                 tenant_limit=int(current_app.config["TENANT_CONCURRENCY"]))
-    except service.TenantBusy as exc:
+        return provision(request_id, cloud.required(), final_attempt=_final(task), tenant_limit=_tenant_limit())
+    except TenantBusy as exc:
         raise RetryTask(str(exc), delay=1) from None
 
 
@@ -49,18 +55,20 @@ def provision_request(request_id: int, task: Any = None) -> str:
 @with_app_context
 def act_on_server(job_id: str, task: Any = None) -> str:
     try:
-        return service.perform_action(job_id, cloud_context(), final_attempt=_final(task),
-                                      tenant_limit=int(current_app.config["TENANT_CONCURRENCY"]))
-    except service.TenantBusy as exc:
+        return perform_action(job_id, cloud.required(), final_attempt=_final(task), tenant_limit=_tenant_limit())
+    except TenantBusy as exc:
         raise RetryTask(str(exc), delay=1) from None
 
 
 def enqueue_job(job: Job) -> None:
     """Queue the task for a recorded job (after the caller committed it)."""
-    if job.kind == "provision" and job.request_id is not None:
+    if job.kind == JOB_PROVISION and job.request_id is not None:
         provision_request(job.request_id)
-    elif job.kind == "action":
+    elif job.kind == JOB_ACTION:
         act_on_server(job.id)
+
+
+leases.register_enqueuer(enqueue_job)
 
 
 @huey.periodic_task(crontab(minute="*"))
@@ -70,19 +78,19 @@ def reconcile_periodically() -> None:
     if interval <= 0:
         log.info("reconciliation is off (RECONCILE_INTERVAL_MINUTES=0)")
         return
-    from cloud_portal.timeutil import utcnow
     if utcnow().minute % interval:
         return
     reconcile_now()
 
 
 @with_app_context
-def reconcile_now() -> service.ReconcileReport:
+def reconcile_now() -> ReconcileReport:
     """One reconciliation run (also `cloud-portal reconcile`)."""
-    if not current_app.config["CLOUDS_YAML"]:
+    ctx: CloudContext | None = cloud.context()
+    if ctx is None:
         log.info("reconciliation skipped: no CLOUDS_YAML configured")
-        return service.ReconcileReport([], [], [], [])
-    report = service.reconcile(cloud_context(), resume=enqueue_job)
+        return ReconcileReport()
+    report = reconcile(ctx, resume=enqueue_job)
     log.info("reconciliation: %d updated, %d findings, %d jobs resumed, %d jobs failed",
              len(report.updated), len(report.findings), len(report.resumed_jobs), len(report.failed_jobs))
     return report

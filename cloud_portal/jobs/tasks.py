@@ -5,9 +5,8 @@ import logging
 from datetime import timedelta
 
 from huey import crontab
-from sqlalchemy import delete
 
-from cloud_portal.accounts.models import SignInAttempt
+from cloud_portal.accounts import service as accounts
 from cloud_portal.extensions import db
 from cloud_portal.jobs.queue import huey, with_app_context
 from cloud_portal.timeutil import utcnow
@@ -25,8 +24,7 @@ def worker_heartbeat() -> None:
 @with_app_context
 def prune_sign_in_attempts() -> int:
     """Drop sign-in attempts older than 30 days (throttling looks back minutes, audit is elsewhere)."""
-    cutoff = utcnow() - timedelta(days=30)
-    result = db.session.execute(delete(SignInAttempt).where(SignInAttempt.at < cutoff))
+    removed = accounts.prune_sign_in_attempts(older_than=timedelta(days=30))
     db.session.commit()
-    log.info("pruned %s old sign-in attempts", result.rowcount)  # type: ignore[attr-defined]
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    log.info("pruned %s old sign-in attempts", removed)
+    return removed

@@ -16,8 +16,7 @@ if TYPE_CHECKING:
     from cloud_portal.accounts.models import User
     from cloud_portal.tenants.models import Tenant
 
-KIND_VM = "vm"
-KIND_DESKTOP = "desktop"
+from cloud_portal.catalog.offers import KIND_DESKTOP, KIND_VM  # noqa: F401  (re-exported for callers)
 
 # Request states (DESIGN.md): pending_approval → approved → provisioning → active,
 # or rejected, cancelled, failed.
@@ -76,6 +75,20 @@ class ServerRequest(db.Model):  # type: ignore[name-defined]
     @property
     def is_open(self) -> bool:
         return self.state in OPEN_REQUEST_STATES
+
+    def can_view(self, user: User) -> bool:
+        """The requester, the tenant's admins and platform admins see a request."""
+        return (self.requester_id == user.id or user.is_platform_admin
+                or (user.is_tenant_admin and self.tenant_id == user.tenant_id))
+
+    def can_decide(self, user: User) -> bool:
+        """Approve or reject: an admin of the request's tenant, or a platform admin."""
+        return user.is_platform_admin or (user.is_tenant_admin and user.tenant_id == self.tenant_id)
+
+    def can_cancel(self, user: User) -> bool:
+        """Withdraw or clean up: the requester, or an admin who may see it."""
+        return self.can_view(user) and (self.requester_id == user.id or user.is_tenant_admin
+                                        or user.is_platform_admin)
 
 
 # Server states in the portal mirror Nova's, plus our own for work in flight.
@@ -150,6 +163,9 @@ class Server(db.Model):  # type: ignore[name-defined]
 
 
 # Jobs ----------------------------------------------------------------------------
+#: Job kinds: make a request's server; act on a server (start, stop, reboot, resize, delete).
+JOB_PROVISION = "provision"
+JOB_ACTION = "action"
 JOB_QUEUED = "queued"
 JOB_RUNNING = "running"
 JOB_SUCCEEDED = "succeeded"
@@ -162,7 +178,7 @@ class Job(db.Model):  # type: ignore[name-defined]
     __tablename__ = "jobs"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    #: provision | action | sync_tenant
+    #: JOB_PROVISION | JOB_ACTION
     kind: Mapped[str] = mapped_column(String(20))
     action: Mapped[str | None] = mapped_column(String(20), nullable=True)
     tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id"), nullable=True, index=True)
@@ -197,6 +213,13 @@ class JobStep(db.Model):  # type: ignore[name-defined]
     status: Mapped[str] = mapped_column(String(20))
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     message: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+# Reconciliation finding kinds.
+FINDING_UNKNOWN_SERVER = "unknown_server"
+FINDING_DELETED_OUTSIDE = "deleted_outside"
+FINDING_JOB_TIMED_OUT = "job_timed_out"
+FINDING_QUOTA_REFUSED = "quota_refused"
 
 
 class ReconcileFinding(db.Model):  # type: ignore[name-defined]

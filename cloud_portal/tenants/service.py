@@ -10,7 +10,8 @@ from sqlalchemy import select
 from cloud_portal.audit import service as audit
 from cloud_portal.catalog.models import DesktopTemplate, Image, Rate, VmSize
 from cloud_portal.extensions import db
-from cloud_portal.quotas.models import SCOPE_PER_USER, SCOPE_TENANT, QuotaLimit
+from cloud_portal.quotas.limits import apply_file_limits
+from cloud_portal.quotas.models import SCOPE_PER_USER, SCOPE_TENANT
 from cloud_portal.tenants.config_file import TenantsFile
 from cloud_portal.tenants.models import PLATFORM_SLUG, DataHall, Tenant
 
@@ -80,27 +81,8 @@ def _sync_rows(model: Any, key_attr: str, wanted: dict[str, dict[str, Any]], lab
 
 def _sync_quota_limits(tenant: Tenant, scope: str, limits: dict[str, int | None],
                        report: SyncReport, actor: User | None) -> None:
-    existing = {q.resource: q for q in db.session.scalars(
-        select(QuotaLimit).where(QuotaLimit.tenant_id == tenant.id, QuotaLimit.scope == scope))}
-    before: dict[str, Any] = {}
-    after: dict[str, Any] = {}
-    for resource, limit in limits.items():
-        row = existing.get(resource)
-        if limit is None:
-            if row is not None:
-                before[resource], after[resource] = row.limit, None
-                db.session.delete(row)
-            continue
-        if row is None:
-            db.session.add(QuotaLimit(tenant_id=tenant.id, scope=scope, resource=resource, limit=limit))
-            before[resource], after[resource] = None, limit
-        elif row.limit != limit:
-            before[resource], after[resource] = row.limit, limit
-            row.limit = limit
-    if after:
+    if apply_file_limits(tenant, scope, limits, actor):
         report.updated.append(f"{scope} quotas of {tenant.slug}")
-        audit.record(actor, "quota.update", "tenant", tenant.slug, tenant_id=tenant.id,
-                     before={"scope": scope, **before}, after={"scope": scope, **after})
 
 
 def sync_tenants(doc: TenantsFile, actor: User | None = None) -> SyncReport:

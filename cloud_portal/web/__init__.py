@@ -5,13 +5,14 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import Flask, abort, flash, g, render_template, request
+from flask import Flask, abort, flash, g, redirect, render_template, request, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from flask_wtf.csrf import CSRFError
 
-from cloud_portal.errors import NotFound, NotPermitted
+from cloud_portal.errors import NotFound, NotPermitted, PortalError
+from cloud_portal.extensions import db
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -34,6 +35,24 @@ def roles_required(*roles: str) -> Callable[[F], F]:
 
 def flash_error(exc: Exception) -> None:
     flash(str(exc), "error")
+
+
+def redirect_on_error(endpoint: str, *arg_names: str) -> Callable[[F], F]:
+    """A page action whose PortalError becomes a flash message on ``endpoint``.
+
+    ``arg_names`` are the view arguments ``endpoint``'s URL needs (e.g. "server_id"). The one
+    handler for PortalError (see register_web) rolls back, flashes and redirects there.
+    """
+
+    def decorator(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            g.error_redirect = (endpoint, {name: kwargs[name] for name in arg_names})
+            return view(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorator
 
 
 def register_web(app: Flask) -> None:
@@ -89,9 +108,20 @@ def register_web(app: Flask) -> None:
         return render_template("errors/error.html", code=400, title=_("Form not accepted"),
                                message=message), 400
 
+    @app.errorhandler(PortalError)
+    def portal_error(exc: PortalError):
+        # Pages: what went wrong as a flash on the page the action came from (the API maps the
+        # same errors to JSON in its own wrapper). Nothing of the failed operation is kept.
+        db.session.rollback()
+        flash_error(exc)
+        endpoint, values = g.get("error_redirect") or ("portal.home", {})
+        return redirect(url_for(endpoint, **values))
+
     @app.errorhandler(NotPermitted)
     @app.errorhandler(403)
     def forbidden(exc: Exception):
+        if isinstance(exc, PortalError) and g.get("error_redirect"):
+            return portal_error(exc)  # an action: say so on the page it came from, as before
         message = str(exc) if isinstance(exc, NotPermitted) else _(
             "Your role does not allow you to see this page. If you need it, ask your administrator.")
         return render_template("errors/error.html", code=403, title=_("Not allowed"), message=message), 403
@@ -99,6 +129,8 @@ def register_web(app: Flask) -> None:
     @app.errorhandler(NotFound)
     @app.errorhandler(404)
     def not_found(exc: Exception):
+        if isinstance(exc, PortalError) and g.get("error_redirect"):
+            return portal_error(exc)
         return render_template("errors/error.html", code=404, title=_("Page not found"),
                                message=_("There is nothing at this address.")), 404
 

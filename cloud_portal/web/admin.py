@@ -14,7 +14,7 @@ from cloud_portal.errors import PortalError
 from cloud_portal.extensions import db
 from cloud_portal.tenants.models import Tenant
 from cloud_portal.tenants.service import list_tenants
-from cloud_portal.web import flash_error, role_label, roles_required
+from cloud_portal.web import flash_error, redirect_on_error, role_label, roles_required
 from cloud_portal.web.forms import AddUserForm, ConfirmForm, SetRoleForm
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -85,6 +85,7 @@ def users():
 
 @bp.route("/users/<int:user_id>/role", methods=["POST"])
 @roles_required(*ADMINS)
+@redirect_on_error("admin.users")
 def set_role(user_id: int):
     user = _load_user_for_change(user_id)
     form = SetRoleForm(prefix=f"u{user.id}")
@@ -92,34 +93,25 @@ def set_role(user_id: int):
     if not form.validate_on_submit():
         flash(_("Choose one of the roles offered."), "error")
         return redirect(url_for("admin.users"))
-    try:
-        accounts.set_role(current_user, user, form.role.data or "")
-    except PortalError as exc:
-        db.session.rollback()
-        flash_error(exc)
-    else:
-        db.session.commit()
-        flash(_("%(email)s is now: %(role)s.", email=user.email, role=role_label(user.role)), "success")
+    accounts.set_role(current_user, user, form.role.data or "")
+    db.session.commit()
+    flash(_("%(email)s is now: %(role)s.", email=user.email, role=role_label(user.role)), "success")
     return redirect(url_for("admin.users"))
 
 
 @bp.route("/users/<int:user_id>/<any(disable, enable):change>", methods=["POST"])
 @roles_required(*ADMINS)
+@redirect_on_error("admin.users")
 def set_active(user_id: int, change: str):
     user = _load_user_for_change(user_id)
     if not ConfirmForm().validate_on_submit():
         abort(400)
-    try:
-        accounts.set_active(current_user, user, change == "enable")
-    except PortalError as exc:
-        db.session.rollback()
-        flash_error(exc)
+    accounts.set_active(current_user, user, change == "enable")
+    db.session.commit()
+    if change == "enable":
+        flash(_("%(email)s can sign in again.", email=user.email), "success")
     else:
-        db.session.commit()
-        if change == "enable":
-            flash(_("%(email)s can sign in again.", email=user.email), "success")
-        else:
-            flash(_("%(email)s is disabled and has been signed out everywhere.", email=user.email), "success")
+        flash(_("%(email)s is disabled and has been signed out everywhere.", email=user.email), "success")
     return redirect(url_for("admin.users"))
 
 

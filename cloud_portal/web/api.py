@@ -7,22 +7,33 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from flask import Blueprint, current_app, g, jsonify, request, url_for
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 
 from cloud_portal.accounts.service import user_for_api_token
+from cloud_portal.catalog.offers import offers as catalog_offers
 from cloud_portal.errors import InvalidInput, NotFound, NotPermitted, PortalError, QuotaExceeded
 from cloud_portal.extensions import csrf, db
-from cloud_portal.jobs.provisioning import enqueue_job, provision_request
-from cloud_portal.provisioning import models as m
-from cloud_portal.provisioning import service
+from cloud_portal.provisioning import requests as orders
+from cloud_portal.provisioning import servers as server_service
 from cloud_portal.quotas import service as quota_service
-from cloud_portal.quotas.models import QUOTA_RESOURCES, QuotaIncreaseRequest
+from cloud_portal.quotas.models import QUOTA_RESOURCES
 from cloud_portal.quotas.service import headroom
 from cloud_portal.tenants.service import get_tenant_by_slug
+from cloud_portal.unit_of_work import commit
+from cloud_portal.web.api_models import (
+    Decision,
+    NewQuotaIncrease,
+    NewRequest,
+    ServerActionBody,
+    increase_json,
+    page_json,
+    request_json,
+    server_json,
+)
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)  # bearer tokens, never cookies: no cross-site request can carry one
@@ -66,68 +77,6 @@ def body(model: type[BaseModel]) -> Any:
         raise InvalidInput(f"{where}: {first['msg']}") from None
 
 
-class NewRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    kind: Literal["vm", "desktop"]
-    #: VM size key or desktop template key from /catalog.
-    size: str = Field(max_length=40)
-    #: Image key (VMs only; desktops come with theirs).
-    image: str | None = Field(default=None, max_length=40)
-    data_hall: str = Field(max_length=40)
-    name: str = Field(max_length=200)
-
-
-class Decision(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    reason: str = Field(default="", max_length=500)
-
-
-class NewQuotaIncrease(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    #: Extra amounts wanted on top of the tenant's limits (RAM in MiB, disk in GB); omit = none.
-    instances: int | None = Field(default=None, ge=0)
-    vcpus: int | None = Field(default=None, ge=0)
-    ram_mib: int | None = Field(default=None, ge=0)
-    disk_gb: int | None = Field(default=None, ge=0)
-    desktops: int | None = Field(default=None, ge=0)
-    reason: str = Field(max_length=1000)
-
-
-class ServerActionBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    action: Literal["start", "stop", "reboot", "resize", "delete"]
-    size: str | None = Field(default=None, max_length=40)
-
-
-def page_json(query: Any, item_json: Callable[[Any], dict[str, Any]]) -> Any:
-    """One page (``?page=``, 50 a page) of a query's rows as ``{items, page, pages, total}``."""
-    page = db.paginate(query, page=max(1, request.args.get("page", 1, type=int)), per_page=50, error_out=False)
-    return jsonify({"items": [item_json(row) for row in page.items], "page": page.page, "pages": page.pages,
-                    "total": page.total})
-
-
-def request_json(r: m.ServerRequest, steps: bool = False) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "id": r.id, "kind": r.kind, "name": r.name, "size": r.catalog_key, "image": r.image_key,
-        "data_hall": r.data_hall, "flavor": r.flavor, "vcpus": r.vcpus, "ram_mib": r.ram_mib, "disk_gb": r.disk_gb,
-        "monthly_estimate_gbp": str(r.monthly_estimate), "state": r.state, "reason": r.reason,
-        "requester": r.requester.email, "created_at": r.created_at.isoformat(),
-        "server_id": r.server.id if r.server else None,
-    }
-    if steps:
-        job = db.session.scalar(select(m.Job).where(m.Job.request_id == r.id).order_by(m.Job.created_at.desc()))
-        out["steps"] = [{"task": s.task, "status": s.status, "at": s.at.isoformat(), "message": s.message}
-                        for s in (job.steps if job else [])]
-    return out
-
-
-def server_json(s: m.Server) -> dict[str, Any]:
-    return {"id": s.id, "name": s.name, "kind": s.kind, "status": s.status, "task": s.task, "flavor": s.flavor,
-            "vcpus": s.vcpus, "ram_mib": s.ram_mib, "disk_gb": s.disk_gb, "data_hall": s.data_hall,
-            "fixed_ip": s.fixed_ip, "openstack_id": s.openstack_id, "owner": s.owner.email, "problem": s.problem,
-            "created_at": s.created_at.isoformat()}
-
-
 @bp.route("/me")
 @token_required
 def me():
@@ -156,7 +105,7 @@ def catalog():
     def offers(kind: str) -> list[dict[str, Any]]:
         return [{"key": o.key, "name": o.name_en, "flavor": o.flavor, "vcpus": o.vcpus, "ram_mib": o.ram_mib,
                  "disk_gb": o.disk_gb, "monthly_gbp": str(o.monthly), "image": o.image_key}
-                for o in service.offers(kind)]
+                for o in catalog_offers(kind)]
     from cloud_portal.catalog.models import Image
     images = db.session.scalars(select(Image).where(Image.active.is_(True)))
     return jsonify({"vm_sizes": offers("vm"), "desktops": offers("desktop"),
@@ -179,14 +128,6 @@ def quotas():
     room = headroom(user.tenant_id, user.id)
     return jsonify({r: {"tenant_limit": h.tenant_limit, "tenant_used": h.tenant_used, "user_limit": h.user_limit,
                         "user_used": h.user_used, "available": h.available} for r, h in room.items()})
-
-
-def increase_json(i: QuotaIncreaseRequest) -> dict[str, Any]:
-    return {"id": i.id, "tenant": i.tenant.slug, "requester": i.requester.email,
-            "wanted": {r: getattr(i, r) for r in QUOTA_RESOURCES}, "reason": i.reason, "state": i.state,
-            "decided_by": i.decided_by.email if i.decided_by else None,
-            "decided_at": i.decided_at.isoformat() if i.decided_at else None,
-            "decision_reason": i.decision_reason, "created_at": i.created_at.isoformat()}
 
 
 @bp.route("/quotas/usage")
@@ -251,7 +192,7 @@ def create_quota_increase():
     """
     data = body(NewQuotaIncrease)
     increase = quota_service.create_increase(g.api_user, data.model_dump(exclude={"reason"}), data.reason)
-    db.session.commit()
+    commit()
     response = jsonify(increase_json(increase))
     response.status_code = 201
     return response
@@ -273,18 +214,9 @@ def decide_quota_increase(increase_id: int, decision: str):
         400: {description: "already decided, or no reason"}
         403: {description: "not a platform administrator"}
     """
-    from cloud_portal.web.quotas import sync_tenant_quotas
-    user = g.api_user
     reason = body(Decision).reason if request.get_data() else ""
-    failed = None
-    if decision == "approve":
-        increase = quota_service.approve_increase(user, increase_id, reason)
-        failed = sync_tenant_quotas(increase.tenant, user)
-    else:
-        increase = quota_service.decline_increase(user, increase_id, reason)
-        db.session.commit()
-    quota_service.notify_increase_decision(dict(current_app.config), increase)
-    return jsonify({**increase_json(increase), "cloud_sync_error": failed})
+    outcome = quota_service.decide_increase(g.api_user, increase_id, decision, reason)
+    return jsonify({**increase_json(outcome.increase), "cloud_sync_error": outcome.cloud_sync_error})
 
 
 @bp.route("/requests", methods=["POST"])
@@ -304,13 +236,9 @@ def create_request():
         409: {description: "over quota, naming what is short"}
     """
     data = body(NewRequest)
-    from cloud_portal.web.servers import cloud_or_none
-    created = service.submit_request(g.api_user, kind=data.kind, catalog_key=data.size, image_key=data.image,
-                                     data_hall=data.data_hall, name=data.name, cloud=cloud_or_none())
-    if created.state == m.APPROVED:
-        service.new_provision_job(created)
-        db.session.commit()
-        provision_request(created.id)
+    created = orders.submit_request(g.api_user, kind=data.kind, catalog_key=data.size, image_key=data.image,
+                                    data_hall=data.data_hall, name=data.name)
+    commit()
     response = jsonify(request_json(created))
     response.status_code = 201
     response.headers["Location"] = url_for("api.get_request", request_id=created.id)
@@ -330,7 +258,7 @@ def list_requests():
     scope = request.args.get("scope", "mine")
     if scope not in ("mine", "tenant", "approvals"):
         raise InvalidInput("scope must be mine, tenant or approvals")
-    return page_json(service.requests_query(g.api_user, scope=scope), request_json)
+    return page_json(orders.requests_query(g.api_user, scope=scope), request_json)
 
 
 @bp.route("/requests/<int:request_id>")
@@ -344,7 +272,7 @@ def get_request(request_id: int):
         200: {description: "the request"}
         404: {description: "no such request visible to the caller"}
     """
-    return jsonify(request_json(service.load_request(g.api_user, request_id), steps=True))
+    return jsonify(request_json(orders.load_request(g.api_user, request_id), steps=True))
 
 
 @bp.route("/requests/<int:request_id>/<any(approve, reject, cancel):decision>", methods=["POST"])
@@ -360,16 +288,12 @@ def decide(request_id: int, decision: str):
     """
     user = g.api_user
     if decision == "approve":
-        order = service.approve(user, request_id)
-        job = service.new_provision_job(order)
-        db.session.commit()
-        enqueue_job(job)
+        order = orders.approve(user, request_id)
     elif decision == "reject":
-        order = service.reject(user, request_id, body(Decision).reason)
-        db.session.commit()
+        order = orders.reject(user, request_id, body(Decision).reason)
     else:
-        order = service.cancel(user, request_id)
-        db.session.commit()
+        order = orders.cancel(user, request_id)
+    commit()
     return jsonify(request_json(order))
 
 
@@ -385,9 +309,9 @@ def list_servers():
     """
     scope = request.args.get("scope", "mine")
     sort = request.args.get("sort", "created")
-    if scope not in ("mine", "tenant", "all") or sort not in service.SORTABLE:
-        raise InvalidInput("scope must be mine, tenant or all; sort one of " + ", ".join(service.SORTABLE))
-    return page_json(service.servers_query(g.api_user, scope=scope, sort=sort), server_json)
+    if scope not in ("mine", "tenant", "all") or sort not in server_service.SORTABLE:
+        raise InvalidInput("scope must be mine, tenant or all; sort one of " + ", ".join(server_service.SORTABLE))
+    return page_json(server_service.servers_query(g.api_user, scope=scope, sort=sort), server_json)
 
 
 @bp.route("/servers/<int:server_id>")
@@ -401,7 +325,7 @@ def get_server(server_id: int):
         200: {description: "the server"}
         404: {description: "no such server visible to the caller"}
     """
-    return jsonify(server_json(service.load_server(g.api_user, server_id)))
+    return jsonify(server_json(server_service.load_server(g.api_user, server_id)))
 
 
 @bp.route("/servers/<int:server_id>/actions", methods=["POST"])
@@ -420,9 +344,8 @@ def server_action(server_id: int):
         400: {description: "not possible in the server's state"}
     """
     data = body(ServerActionBody)
-    server, job = service.request_action(g.api_user, server_id, data.action, new_size=data.size)
-    db.session.commit()
-    enqueue_job(job)
+    server, job = server_service.request_action(g.api_user, server_id, data.action, new_size=data.size)
+    commit()
     response = jsonify({"job": job.id, "server": server_json(server)})
     response.status_code = 202
     return response

@@ -11,12 +11,14 @@ from cloud_portal.catalog.service import get_catalog, vm_monthly_estimate
 from cloud_portal.extensions import db
 from cloud_portal.quotas.service import headroom, limits_for_tenants
 from cloud_portal.tenants.service import hall_names, list_tenants
+from cloud_portal.web import redirect_on_error
 
 bp = Blueprint("portal", __name__)
 
 
 @bp.route("/account/tokens", methods=["GET", "POST"])
 @login_required
+@redirect_on_error("portal.tokens")
 def tokens():
     """Personal API tokens: make one (shown once), see and revoke the others."""
     from flask import flash, request
@@ -24,18 +26,13 @@ def tokens():
 
     from cloud_portal.accounts.models import ApiToken
     from cloud_portal.accounts.service import create_api_token
-    from cloud_portal.errors import PortalError
     from cloud_portal.timeutil import utcnow
     from cloud_portal.web.forms import ConfirmForm, TokenForm
     form = TokenForm()
     if form.validate_on_submit():
-        try:
-            token = create_api_token(current_user, current_user, form.name.data or "")
-            db.session.commit()
-            flash(_("Your new token is %(token)s — copy it now; it is not shown again.", token=token), "success")
-        except PortalError as exc:
-            db.session.rollback()
-            flash(str(exc), "error")
+        token = create_api_token(current_user, current_user, form.name.data or "")
+        db.session.commit()
+        flash(_("Your new token is %(token)s — copy it now; it is not shown again.", token=token), "success")
     revoke = request.form.get("revoke", type=int) if request.method == "POST" and ConfirmForm().validate() else None
     if revoke:
         row = db.session.get(ApiToken, revoke)

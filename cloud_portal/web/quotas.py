@@ -1,54 +1,32 @@
 """Quotas: platform admins' overview and limit editing, and quota-increase requests.
 
-Changed limits are pushed to the tenant's OpenStack project (Nova quotas) straight away, in the
-request, by running the sync-tenant playbook (5–30 s; acceptable for a rare admin action, and the
-admin sees at once whether OpenStack took it). A ``tenants sync`` later puts tenants.yaml's
-limits back.
+Changed limits are pushed to the tenant's OpenStack project by the quotas service
+(``change_limits``, ``decide_increase``) within the request (5–30 s; acceptable for a rare admin
+action, and the admin sees at once whether OpenStack took it).
 """
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
-from cloud_portal.accounts.models import User
-from cloud_portal.adapters.openstack import CloudError
 from cloud_portal.errors import PortalError
 from cloud_portal.extensions import db
 from cloud_portal.quotas import service as quotas
 from cloud_portal.quotas.models import QUOTA_RESOURCES, QuotaIncreaseRequest
 from cloud_portal.tenants.models import Tenant
 from cloud_portal.tenants.service import get_tenant_by_slug, list_tenants
-from cloud_portal.web import flash_error, roles_required
+from cloud_portal.unit_of_work import commit
+from cloud_portal.web import flash_error, redirect_on_error, roles_required
 from cloud_portal.web.forms import DecideIncreaseForm, IncreaseForm, LimitsForm
 
 bp = Blueprint("quotas", __name__)
 PAGE_SIZE = 50
 #: Columns the overview sorts by: the tenant's name, or a resource's share in use.
 SORT_KEYS = ("name", *QUOTA_RESOURCES)
-
-
-def sync_tenant_quotas(tenant: Tenant, actor: User) -> str | None:
-    """Push ``tenant``'s limits to its OpenStack project when a cloud is configured.
-
-    Returns None on success (or with no cloud), else the reason it failed (the portal's limits
-    stand; the next sync or reconciliation finding shows the difference).
-    """
-    from cloud_portal.provisioning.service import CloudContext, sync_tenants_to_cloud
-    ctx = CloudContext.configured(current_app.config, current_app.instance_path)
-    if ctx is None:
-        return None
-    try:
-        sync_tenants_to_cloud(ctx, [tenant], actor)
-        db.session.commit()
-    except (PortalError, CloudError) as exc:
-        db.session.rollback()
-        current_app.logger.warning("quota sync of %s to OpenStack failed: %s", tenant.slug, exc)
-        return str(exc)
-    return None
 
 
 def _load_member_tenant(slug: str) -> Tenant:
@@ -106,17 +84,16 @@ def edit(slug: str):
     if form.validate_on_submit():
         tenant_limits, per_user_limits = _limits_from_form(form)
         try:
-            quotas.set_limits(current_user, tenant, tenant_limits, per_user_limits,
-                              confirm_below_usage=bool(form.confirm_below_usage.data))
+            failed = quotas.change_limits(current_user, tenant, tenant_limits, per_user_limits,
+                                          confirm_below_usage=bool(form.confirm_below_usage.data))
         except quotas.LimitsBelowUsage as exc:
             problems, status = exc.problems, 409
-        except PortalError as exc:
+        except PortalError as exc:  # shown on the form, which keeps what was typed
             db.session.rollback()
             flash_error(exc)
             status = 400
         else:
             flash(_("The limits of %(tenant)s are saved.", tenant=tenant.name_en), "success")
-            failed = sync_tenant_quotas(tenant, current_user)
             if failed:
                 flash(_("OpenStack was not updated: %(reason)s", reason=failed), "error")
             return redirect(url_for("quotas.overview"))
@@ -142,29 +119,19 @@ def increase_queue():
 
 @bp.route("/admin/quotas/increases/<int:increase_id>/<any(approve, decline):decision>", methods=["POST"])
 @roles_required("platform_admin")
+@redirect_on_error("quotas.increase_queue")
 def decide(increase_id: int, decision: str):
     form = DecideIncreaseForm()
     if not form.validate_on_submit():
         flash(_("The reason can be at most 500 characters."), "error")
         return redirect(url_for("quotas.increase_queue"))
-    try:
-        if decision == "approve":
-            increase = quotas.approve_increase(current_user, increase_id, form.reason.data or "")
-        else:
-            increase = quotas.decline_increase(current_user, increase_id, form.reason.data or "")
-            db.session.commit()
-    except PortalError as exc:
-        db.session.rollback()
-        flash_error(exc)
-        return redirect(url_for("quotas.increase_queue"))
+    outcome = quotas.decide_increase(current_user, increase_id, decision, form.reason.data or "")
     if decision == "approve":
-        flash(_("Approved: the limits of %(tenant)s are raised.", tenant=increase.tenant.name_en), "success")
-        failed = sync_tenant_quotas(increase.tenant, current_user)
-        if failed:
-            flash(_("OpenStack was not updated: %(reason)s", reason=failed), "error")
+        flash(_("Approved: the limits of %(tenant)s are raised.", tenant=outcome.increase.tenant.name_en), "success")
+        if outcome.cloud_sync_error:
+            flash(_("OpenStack was not updated: %(reason)s", reason=outcome.cloud_sync_error), "error")
     else:
         flash(_("Declined; the requester sees your reason."), "success")
-    quotas.notify_increase_decision(dict(current_app.config), increase)
     return redirect(url_for("quotas.increase_queue"))
 
 
@@ -185,8 +152,8 @@ def new_increase():
         try:
             quotas.create_increase(current_user, {r: getattr(form, r).data for r in QUOTA_RESOURCES},
                                    form.reason.data or "")
-            db.session.commit()
-        except PortalError as exc:
+            commit()
+        except PortalError as exc:  # shown on the form, which keeps what was typed
             db.session.rollback()
             flash_error(exc)
             status = 400

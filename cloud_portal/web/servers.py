@@ -6,7 +6,6 @@ from typing import Any
 from flask import (
     Blueprint,
     abort,
-    current_app,
     flash,
     jsonify,
     redirect,
@@ -21,25 +20,22 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 
 from cloud_portal.catalog.models import Image, VmSize
+from cloud_portal.catalog.offers import Offer, offers
 from cloud_portal.errors import PortalError
 from cloud_portal.extensions import db
-from cloud_portal.jobs.provisioning import enqueue_job, provision_request
 from cloud_portal.provisioning import models as m
-from cloud_portal.provisioning import service
+from cloud_portal.provisioning import requests as orders
+from cloud_portal.provisioning import servers as server_service
+from cloud_portal.provisioning.leases import latest_job
 from cloud_portal.quotas.service import headroom
 from cloud_portal.tenants.service import hall_names
-from cloud_portal.web import flash_error, roles_required
+from cloud_portal.unit_of_work import commit
+from cloud_portal.web import flash_error, redirect_on_error, roles_required
 from cloud_portal.web.forms import ConfirmForm, RejectForm, RequestForm, ResizeForm
 
 bp = Blueprint("servers", __name__)
 PAGE_SIZE = 25
 ORDERING_ROLES = ("member", "tenant_admin", "platform_admin")
-
-
-def cloud_or_none() -> service.OpenStackCloud | None:
-    """The cloud for pre-flight checks, when one is configured (not in unit tests)."""
-    ctx = service.CloudContext.configured(current_app.config, current_app.instance_path)
-    return ctx.cloud if ctx is not None else None
 
 
 def _locale() -> str:
@@ -50,9 +46,9 @@ def _request_form(kind: str) -> RequestForm:
     form = RequestForm()
     locale = _locale()
     form.kind.data = kind
-    form.catalog_key.choices = [(o.key, f"{o.name_cy if locale == 'cy' else o.name_en} — "
+    form.catalog_key.choices = [(o.key, f"{o.display_name(locale)} — "
                                         f"{o.vcpus} vCPU, {o.ram_mib // 1024} GiB, {o.disk_gb} GB — "
-                                        f"£{o.monthly:,.2f}") for o in service.offers(kind)]
+                                        f"£{o.monthly:,.2f}") for o in offers(kind)]
     images = db.session.scalars(select(Image).where(Image.active.is_(True), Image.kind == m.KIND_VM)
                                 .order_by(Image.name))
     form.image_key.choices = [(i.key, i.name) for i in images]
@@ -73,19 +69,17 @@ def new_request(kind: str):
     status = 200
     if form.validate_on_submit():
         try:
-            created = service.submit_request(
+            created = orders.submit_request(
                 current_user, kind=kind, catalog_key=form.catalog_key.data or "",
                 image_key=form.image_key.data if kind == m.KIND_VM else None,
-                data_hall=form.data_hall.data or "", name=form.name.data or "", cloud=cloud_or_none())
-        except PortalError as exc:
+                data_hall=form.data_hall.data or "", name=form.name.data or "")
+            commit()
+        except PortalError as exc:  # shown on the form, which keeps what was typed
             db.session.rollback()
             flash_error(exc)
             status = 400
         else:
             if created.state == m.APPROVED:
-                service.new_provision_job(created)
-                db.session.commit()
-                provision_request(created.id)
                 flash(_("Your request is accepted and is being provisioned."), "success")
             else:
                 flash(_("Your request needs a tenant administrator's approval; you will see their "
@@ -93,14 +87,14 @@ def new_request(kind: str):
             return redirect(url_for("servers.show_request", request_id=created.id))
     elif request.method == "POST":
         status = 400
-    offers = {o.key: o for o in service.offers(kind)}
-    chosen = offers.get(form.catalog_key.data or "") or next(iter(offers.values()), None)
+    offered = {o.key: o for o in offers(kind)}
+    chosen = offered.get(form.catalog_key.data or "") or next(iter(offered.values()), None)
     shortfall = _shortfall(room, chosen, kind) if chosen is not None else {}
-    return render_template("servers/request_form.html", form=form, kind=kind, offers=offers, room=room,
+    return render_template("servers/request_form.html", form=form, kind=kind, offers=offered, room=room,
                            blocked=blocked, shortfall=shortfall), status
 
 
-def _shortfall(room: dict[str, Any], offer: service.Offer, kind: str) -> dict[str, int]:
+def _shortfall(room: dict[str, Any], offer: Offer, kind: str) -> dict[str, int]:
     """Resource → how much more the tenant's limit must allow for ``offer`` to fit (empty: it fits)."""
     needs = {"instances": 1, "vcpus": offer.vcpus, "ram_mib": offer.ram_mib, "disk_gb": offer.disk_gb,
              "desktops": 1 if kind == m.KIND_DESKTOP else 0}
@@ -114,7 +108,7 @@ def list_requests():
     if scope not in ("mine", "tenant"):
         abort(404)
     page = max(1, request.args.get("page", 1, type=int))
-    requests = db.paginate(service.requests_query(current_user, scope=scope), page=page, per_page=PAGE_SIZE,
+    requests = db.paginate(orders.requests_query(current_user, scope=scope), page=page, per_page=PAGE_SIZE,
                            error_out=False)
     return render_template("servers/requests.html", requests=requests, scope=scope)
 
@@ -122,17 +116,16 @@ def list_requests():
 @bp.route("/requests/<int:request_id>")
 @login_required
 def show_request(request_id: int):
-    order = service.load_request(current_user, request_id)
-    job = db.session.scalar(select(m.Job).where(m.Job.request_id == order.id).order_by(m.Job.created_at.desc()))
-    return render_template("servers/request.html", order=order, job=job, confirm=ConfirmForm(),
-                           reject=RejectForm())
+    order = orders.load_request(current_user, request_id)
+    return render_template("servers/request.html", order=order, job=latest_job(request_id=order.id),
+                           confirm=ConfirmForm(), reject=RejectForm())
 
 
 @bp.route("/requests/<int:request_id>/progress.json")
 @login_required
 def request_progress(request_id: int):
-    order = service.load_request(current_user, request_id)
-    job = db.session.scalar(select(m.Job).where(m.Job.request_id == order.id).order_by(m.Job.created_at.desc()))
+    order = orders.load_request(current_user, request_id)
+    job = latest_job(request_id=order.id)
     server = order.server
     return jsonify({
         "state": order.state, "state_label": render_template_string(
@@ -144,61 +137,43 @@ def request_progress(request_id: int):
     })
 
 
-def _decide(request_id: int, decision: str) -> Any:
-    try:
-        if decision == "approve":
-            order = service.approve(current_user, request_id)
-            job = service.new_provision_job(order)
-            db.session.commit()
-            enqueue_job(job)
-            flash(_("Approved: provisioning has started."), "success")
-        else:
-            form = RejectForm()
-            order = service.reject(current_user, request_id, form.reason.data or "")
-            db.session.commit()
-            flash(_("Rejected; the requester sees your reason."), "success")
-    except PortalError as exc:
-        db.session.rollback()
-        flash_error(exc)
-    return redirect(url_for("servers.show_request", request_id=request_id))
-
-
 @bp.route("/requests/<int:request_id>/approve", methods=["POST"])
 @roles_required("tenant_admin", "platform_admin")
+@redirect_on_error("servers.show_request", "request_id")
 def approve(request_id: int):
-    return _decide(request_id, "approve")
+    orders.approve(current_user, request_id)
+    commit()
+    flash(_("Approved: provisioning has started."), "success")
+    return redirect(url_for("servers.show_request", request_id=request_id))
 
 
 @bp.route("/requests/<int:request_id>/reject", methods=["POST"])
 @roles_required("tenant_admin", "platform_admin")
+@redirect_on_error("servers.show_request", "request_id")
 def reject(request_id: int):
-    return _decide(request_id, "reject")
+    orders.reject(current_user, request_id, RejectForm().reason.data or "")
+    commit()
+    flash(_("Rejected; the requester sees your reason."), "success")
+    return redirect(url_for("servers.show_request", request_id=request_id))
 
 
 @bp.route("/requests/<int:request_id>/cancel", methods=["POST"])
 @login_required
+@redirect_on_error("servers.show_request", "request_id")
 def cancel(request_id: int):
-    try:
-        service.cancel(current_user, request_id)
-        db.session.commit()
-        flash(_("The request is cancelled and its quota released."), "success")
-    except PortalError as exc:
-        db.session.rollback()
-        flash_error(exc)
+    orders.cancel(current_user, request_id)
+    commit()
+    flash(_("The request is cancelled and its quota released."), "success")
     return redirect(url_for("servers.show_request", request_id=request_id))
 
 
 @bp.route("/requests/<int:request_id>/clean-up", methods=["POST"])
 @login_required
+@redirect_on_error("servers.list_requests")
 def clean_up(request_id: int):
-    ctx = service.CloudContext.configured(current_app.config, current_app.instance_path)
-    try:
-        service.dismiss_failed(current_user, request_id, ctx)
-        db.session.commit()
-        flash(_("Cleaned up: nothing of this request is left in the cloud."), "success")
-    except PortalError as exc:
-        db.session.rollback()
-        flash_error(exc)
+    orders.dismiss_failed(current_user, request_id)
+    commit()
+    flash(_("Cleaned up: nothing of this request is left in the cloud."), "success")
     return redirect(url_for("servers.list_requests"))
 
 
@@ -206,7 +181,7 @@ def clean_up(request_id: int):
 @roles_required("tenant_admin", "platform_admin")
 def approvals():
     page = max(1, request.args.get("page", 1, type=int))
-    waiting = db.paginate(service.requests_query(current_user, scope="approvals"), page=page,
+    waiting = db.paginate(orders.requests_query(current_user, scope="approvals"), page=page,
                           per_page=PAGE_SIZE, error_out=False)
     return render_template("servers/approvals.html", requests=waiting, confirm=ConfirmForm(), reject=RejectForm())
 
@@ -216,29 +191,30 @@ def approvals():
 def list_servers():
     scope = request.args.get("scope", "mine")
     sort = request.args.get("sort", "created")
-    if scope not in ("mine", "tenant", "all") or sort not in service.SORTABLE:
+    if scope not in ("mine", "tenant", "all") or sort not in server_service.SORTABLE:
         abort(404)
     descending = request.args.get("dir", "desc") != "asc"
     page = max(1, request.args.get("page", 1, type=int))
-    servers = db.paginate(service.servers_query(current_user, scope=scope, sort=sort, descending=descending),
-                          page=page, per_page=PAGE_SIZE, error_out=False)
+    query = server_service.servers_query(current_user, scope=scope, sort=sort, descending=descending)
+    servers = db.paginate(query, page=page, per_page=PAGE_SIZE, error_out=False)
     return render_template("servers/servers.html", servers=servers, scope=scope, sort=sort, descending=descending)
 
 
 @bp.route("/servers/<int:server_id>")
 @login_required
 def show_server(server_id: int):
-    server = service.load_server(current_user, server_id)
+    server = server_service.load_server(current_user, server_id)
     resize = ResizeForm()
     sizes = db.session.scalars(select(VmSize).where(VmSize.active.is_(True)).order_by(VmSize.vcpus, VmSize.ram_mib))
     resize.size.choices = [(s.key, f"{s.display_name(_locale())} ({s.vcpus} vCPU, {s.ram_mib // 1024} GiB)")
                            for s in sizes if s.flavor != server.flavor]
-    job = db.session.scalar(select(m.Job).where(m.Job.server_id == server.id).order_by(m.Job.created_at.desc()))
-    return render_template("servers/server.html", server=server, confirm=ConfirmForm(), resize=resize, job=job)
+    return render_template("servers/server.html", server=server, confirm=ConfirmForm(), resize=resize,
+                           job=latest_job(server_id=server.id))
 
 
 @bp.route("/servers/<int:server_id>/<any(start, stop, reboot, resize, delete):action>", methods=["POST"])
 @login_required
+@redirect_on_error("servers.show_server", "server_id")
 def server_action(server_id: int, action: str):
     form = ResizeForm() if action == "resize" else ConfirmForm()
     if action == "resize":
@@ -246,35 +222,20 @@ def server_action(server_id: int, action: str):
     if not form.validate_on_submit():
         flash(_("Choose a size."), "error")
         return redirect(url_for("servers.show_server", server_id=server_id))
-    try:
-        server, job = service.request_action(current_user, server_id, action,
-                                             new_size=form.size.data if action == "resize" else None)
-        db.session.commit()
-    except PortalError as exc:
-        db.session.rollback()
-        flash_error(exc)
-    else:
-        enqueue_job(job)
-        labels = {"start": _("Start"), "stop": _("Stop"), "reboot": _("Reboot"), "resize": _("Resize"),
-                  "delete": _("Delete")}
-        flash(_("%(action)s requested for %(name)s.", action=labels[action], name=server.name), "success")
+    server, _job = server_service.request_action(current_user, server_id, action,
+                                                 new_size=form.size.data if action == "resize" else None)
+    commit()
+    labels = {"start": _("Start"), "stop": _("Stop"), "reboot": _("Reboot"), "resize": _("Resize"),
+              "delete": _("Delete")}
+    flash(_("%(action)s requested for %(name)s.", action=labels[action], name=server.name), "success")
     return redirect(url_for("servers.show_server", server_id=server_id))
 
 
 @bp.route("/servers/<int:server_id>/console")
 @login_required
+@redirect_on_error("servers.show_server", "server_id")
 def console(server_id: int):
-    server = service.load_server(current_user, server_id)
-    if not server.can_operate(current_user) or server.status != m.SERVER_ACTIVE:
-        flash(_("The console is available only for running servers you may operate."), "error")
-        return redirect(url_for("servers.show_server", server_id=server_id))
-    cloud = cloud_or_none()
-    url = None
-    if cloud is not None and server.openstack_id:
-        try:
-            url = cloud.console_url(server.openstack_id)
-        except service.CloudError:
-            url = None
+    url = server_service.console_url(current_user, server_id)
     if not url:
         flash(_("The cloud offers no console for this server right now."), "error")
         return redirect(url_for("servers.show_server", server_id=server_id))

@@ -27,7 +27,8 @@ def cloud_app(make_app: Callable[..., Any], cloud_settings: dict[str, Any], app:
     Depends on ``app`` so that its context is pushed first and this one sits on top: code
     under test that reads ``current_app`` then sees the sandbox settings.
     """
-    from cloud_portal.provisioning.service import CloudContext, sync_tenants_to_cloud
+    from cloud_portal.adapters.cloud import CloudContext
+    from cloud_portal.tenants.cloud_sync import sync_tenants_to_cloud
     from cloud_portal.tenants.config_file import load_tenants_file
     from cloud_portal.tenants.service import list_tenants, sync_tenants
     from tests.conftest import TENANTS_FILE

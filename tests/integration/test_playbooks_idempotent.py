@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from cloud_portal.adapters.ansible import run_playbook
-from cloud_portal.provisioning import service
+from cloud_portal.adapters.cloud import CloudContext
+from cloud_portal.tenants.cloud_sync import sync_tenants_to_cloud
 
 pytestmark = pytest.mark.integration
 
@@ -17,7 +18,7 @@ def _changed(result: Any) -> list[str]:
 
 
 def test_create_and_delete_twice(cloud_app: Any, sandbox_cloud: Any) -> None:
-    ctx = service.CloudContext.from_settings(dict(cloud_app.config), cloud_app.instance_path)
+    ctx = CloudContext.from_settings(dict(cloud_app.config), cloud_app.instance_path)
     name = f"idem-{uuid.uuid4().hex[:8]}"
     security_group = ctx.cloud.default_security_group_id(ctx.cloud.find_project_id("cwmwl-torfaen"))
     variables = {"security_group": security_group,"project_name": "cwmwl-torfaen", "server_name": name, "image": "debian-12", "flavor": "cc.small",
@@ -49,8 +50,8 @@ def test_create_and_delete_twice(cloud_app: Any, sandbox_cloud: Any) -> None:
 
 def test_sync_tenants_twice_changes_nothing(cloud_app: Any) -> None:
     from cloud_portal.tenants.service import list_tenants
-    ctx = service.CloudContext.from_settings(dict(cloud_app.config), cloud_app.instance_path)
+    ctx = CloudContext.from_settings(dict(cloud_app.config), cloud_app.instance_path)
     tenants = list_tenants(include_platform=False)
-    service.sync_tenants_to_cloud(ctx, tenants)  # whatever earlier tests left, now in step
-    again = service.sync_tenants_to_cloud(ctx, tenants)
+    sync_tenants_to_cloud(ctx, tenants)  # whatever earlier tests left, now in step
+    again = sync_tenants_to_cloud(ctx, tenants)
     assert _changed(again) == []

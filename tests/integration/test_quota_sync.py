@@ -6,9 +6,10 @@ from typing import Any
 import pytest
 
 from cloud_portal.accounts.service import add_user
+from cloud_portal.adapters.cloud import CloudContext
 from cloud_portal.extensions import db
-from cloud_portal.provisioning.service import CloudContext, project_name, sync_tenants_to_cloud
 from cloud_portal.quotas import service as quotas
+from cloud_portal.tenants.cloud_sync import project_name, sync_tenants_to_cloud
 from cloud_portal.tenants.service import get_tenant_by_slug
 
 pytestmark = pytest.mark.integration

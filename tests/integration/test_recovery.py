@@ -12,10 +12,17 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from cloud_portal.adapters.cloud import CloudContext
+from cloud_portal.errors import TransientJobError
 from cloud_portal.extensions import db
 from cloud_portal.provisioning import models as m
-from cloud_portal.provisioning import service
+from cloud_portal.provisioning.actions import perform_action
+from cloud_portal.provisioning.provision import provision
+from cloud_portal.provisioning.reconcile import reconcile
+from cloud_portal.provisioning.requests import submit_request
+from cloud_portal.provisioning.servers import request_action
 from cloud_portal.quotas.service import usage_for_tenant
+from cloud_portal.unit_of_work import discard_pending
 from tests.fixtures.sandbox import start_sandbox
 
 pytestmark = pytest.mark.integration
@@ -23,10 +30,9 @@ SANDBOX_HOME = Path(os.environ.get("CLOUD_PORTAL_SANDBOX_HOME") or Path.home() /
 
 
 def _submit(user: Any, name: str, size: str = "small", hall: str = "local-government") -> m.ServerRequest:
-    request = service.submit_request(user, kind="vm", catalog_key=size, image_key="debian-12", data_hall=hall,
-                                     name=name)
-    service.new_provision_job(request)
+    request = submit_request(user, kind="vm", catalog_key=size, image_key="debian-12", data_hall=hall, name=name)
     db.session.commit()
+    discard_pending()  # these tests run the provision job themselves
     return request
 
 
@@ -53,10 +59,10 @@ def test_nova_api_down_fails_readably_and_leaves_nothing(cloud_app: Any, make_us
                                                          unique_name: Any) -> None:
     member = make_user("member", "monmouthshire")
     request = _submit(member, unique_name("noapi"))
-    ctx = service.CloudContext.from_settings(dict(cloud_app.config), cloud_app.instance_path)
+    ctx = CloudContext.from_settings(dict(cloud_app.config), cloud_app.instance_path)
     _stop_service("nova-api")
     try:
-        state = service.provision(request.id, ctx, tenant_limit=4, final_attempt=True)
+        state = provision(request.id, ctx, tenant_limit=4, final_attempt=True)
     finally:
         start_sandbox()  # brings nova-api back (sandboxctl start is idempotent)
     assert state == "failed"
@@ -65,25 +71,25 @@ def test_nova_api_down_fails_readably_and_leaves_nothing(cloud_app: Any, make_us
     assert failed.reason == ("The cloud did not answer in time, so nothing was created. "
                              "Please try again in a few minutes.")
     assert usage_for_tenant(member.tenant_id)["instances"] == 0
-    service.reconcile(ctx, resume=lambda job: None)
+    reconcile(ctx, resume=lambda job: None)
     assert _servers_for_request(sandbox_cloud, request.uid) == []
 
 
 def test_transient_error_is_retried_not_failed(cloud_app: Any, make_user: Any, unique_name: Any) -> None:
     member = make_user("member", "monmouthshire")
     request = _submit(member, unique_name("retry"))
-    ctx = service.CloudContext.from_settings(dict(cloud_app.config), cloud_app.instance_path)
+    ctx = CloudContext.from_settings(dict(cloud_app.config), cloud_app.instance_path)
     _stop_service("nova-api")
     try:
-        with pytest.raises(service.TransientJobError):
-            service.provision(request.id, ctx, tenant_limit=4, final_attempt=False)
+        with pytest.raises(TransientJobError):
+            provision(request.id, ctx, tenant_limit=4, final_attempt=False)
     finally:
         start_sandbox()
     db.session.expire_all()
     assert db.session.get(m.ServerRequest, request.id).state == "provisioning"
-    assert service.provision(request.id, ctx, tenant_limit=4, final_attempt=True) == "active"
+    assert provision(request.id, ctx, tenant_limit=4, final_attempt=True) == "active"
     server = db.session.scalar(select(m.Server).where(m.Server.request_id == request.id))
-    service.request_action(member, server.id, "delete")
+    request_action(member, server.id, "delete")
     db.session.commit()
 
 
@@ -143,20 +149,20 @@ def test_worker_killed_mid_job_gives_exactly_one_server(cloud_app: Any, make_use
     cloud_app.config.update(QUEUE_IMMEDIATE=True)
     configure_queue(cloud_app)
     server = db.session.scalar(select(m.Server).where(m.Server.request_id == request.id))
-    _, job = service.request_action(member, server.id, "delete")
+    _, job = request_action(member, server.id, "delete")
     db.session.commit()
-    ctx = service.CloudContext.from_settings(dict(cloud_app.config), cloud_app.instance_path)
-    service.perform_action(job.id, ctx, tenant_limit=4, final_attempt=True)
+    ctx = CloudContext.from_settings(dict(cloud_app.config), cloud_app.instance_path)
+    perform_action(job.id, ctx, tenant_limit=4, final_attempt=True)
 
 
 def test_reconciliation_after_out_of_band_changes(cloud_app: Any, make_user: Any, sandbox_cloud: Any,
                                                  unique_name: Any) -> None:
     member = make_user("member", "gwent-police")
-    ctx = service.CloudContext.from_settings(dict(cloud_app.config), cloud_app.instance_path)
+    ctx = CloudContext.from_settings(dict(cloud_app.config), cloud_app.instance_path)
     one = _submit(member, unique_name("oob"), hall="police")
     two = _submit(member, unique_name("oob"), hall="police")
     for request in (one, two):
-        assert service.provision(request.id, ctx, tenant_limit=4, final_attempt=True) == "active"
+        assert provision(request.id, ctx, tenant_limit=4, final_attempt=True) == "active"
     db.session.expire_all()
     first = db.session.scalar(select(m.Server).where(m.Server.request_id == one.id))
     second = db.session.scalar(select(m.Server).where(m.Server.request_id == two.id))
@@ -171,7 +177,7 @@ def test_reconciliation_after_out_of_band_changes(cloud_app: Any, make_user: Any
                                             image_id=conn.image.find_image("debian-12").id,
                                             networks=[{"uuid": conn.network.find_network("shared-net").id}])
     try:
-        report = service.reconcile(ctx, resume=lambda job: None)
+        report = reconcile(ctx, resume=lambda job: None)
         db.session.expire_all()
         assert db.session.get(m.Server, first.id).status == "SHUTOFF"
         assert db.session.get(m.Server, second.id).status == "DELETED"
@@ -180,10 +186,10 @@ def test_reconciliation_after_out_of_band_changes(cloud_app: Any, make_user: Any
         finding = db.session.scalar(select(m.ReconcileFinding).where(m.ReconcileFinding.openstack_id == stranger.id))
         assert finding.kind == "unknown_server" and finding.tenant_id == member.tenant_id
         assert conn.compute.get_server(stranger.id).project_id == project.id
-        again = service.reconcile(ctx, resume=lambda job: None)  # a second run finds nothing new
+        again = reconcile(ctx, resume=lambda job: None)  # a second run finds nothing new
         assert again.findings == [] and again.updated == []
     finally:
         conn.compute.delete_server(stranger.id)
-        _, job = service.request_action(member, first.id, "delete")
+        _, job = request_action(member, first.id, "delete")
         db.session.commit()
-        service.perform_action(job.id, ctx, tenant_limit=4, final_attempt=True)
+        perform_action(job.id, ctx, tenant_limit=4, final_attempt=True)

@@ -1,0 +1,128 @@
+"""Reconciliation: compare the portal with OpenStack and put the portal right."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+
+from cloud_portal.adapters.cloud import CloudContext
+from cloud_portal.adapters.openstack import REQUEST_ID_KEY, ServerInfo, request_tag
+from cloud_portal.audit import service as audit
+from cloud_portal.extensions import db
+from cloud_portal.provisioning import lifecycle
+from cloud_portal.provisioning import models as m
+from cloud_portal.provisioning import servers as server_state
+from cloud_portal.provisioning.findings import record_finding
+from cloud_portal.provisioning.leftovers import release_request_quota, remove_half_made
+from cloud_portal.provisioning.plain_words import plain_words
+from cloud_portal.tenants.cloud_sync import project_id, project_name
+from cloud_portal.tenants.models import Tenant
+from cloud_portal.timeutil import utcnow
+
+#: Nova statuses reconciliation copies into the portal (others are transient: BUILD, RESIZE, ...).
+SETTLED_STATUSES = ("ACTIVE", "SHUTOFF", "ERROR")
+GIVEN_UP = "The job stopped without finishing (its worker stopped or hung) and was given up."
+
+
+@dataclass
+class ReconcileReport:
+    updated: list[str] = field(default_factory=list)
+    findings: list[str] = field(default_factory=list)
+    resumed_jobs: list[str] = field(default_factory=list)
+    failed_jobs: list[str] = field(default_factory=list)
+
+
+def reconcile(ctx: CloudContext, *, resume: Callable[[m.Job], None]) -> ReconcileReport:
+    """Compare the portal with OpenStack and put the portal right.
+
+    - a server deleted outside the portal is marked deleted (its quota released);
+    - a server stopped or started outside is updated;
+    - a server in a tenant's project the portal does not know is flagged for admins;
+    - a job whose lease ran out (worker died or hung) is resumed (``resume(job)``) once, or
+      failed with a reason after two attempts.
+    """
+    report = ReconcileReport()
+    _recover_jobs(ctx, resume, report)
+    tenants = list(db.session.scalars(select(Tenant).where(Tenant.is_platform.is_(False), Tenant.active.is_(True))))
+    for tenant in tenants:
+        project = project_id(ctx, tenant)
+        if project is None:
+            continue
+        live = {s.id: s for s in ctx.cloud.list_servers(project)}
+        _update_known_servers(tenant, live, report)
+        _look_at_unknown_servers(ctx, tenant, live, report)
+        db.session.commit()
+    return report
+
+
+def _recover_jobs(ctx: CloudContext, resume: Callable[[m.Job], None], report: ReconcileReport) -> None:
+    now = utcnow()
+    for job in db.session.scalars(select(m.Job).where(m.Job.state == m.JOB_RUNNING, m.Job.deadline_at < now)):
+        if job.attempts < 2:
+            job.state = m.JOB_QUEUED
+            db.session.commit()
+            resume(job)
+            report.resumed_jobs.append(job.id)
+            continue
+        if job.kind == m.JOB_PROVISION and job.request_id is not None:
+            request = db.session.get(m.ServerRequest, job.request_id)
+            if request is not None and request.state == m.PROVISIONING:
+                lifecycle.advance(request, lifecycle.FAIL)
+                request.reason = GIVEN_UP
+                release_request_quota(request, "job timed out", None)
+                remove_half_made(request, ctx)
+        elif job.server_id is not None:
+            server = db.session.get(m.Server, job.server_id)
+            if server is not None:
+                server.task, server.problem = None, GIVEN_UP
+        job.state, job.error, job.finished_at = m.JOB_FAILED, GIVEN_UP, now
+        record_finding(m.FINDING_JOB_TIMED_OUT, job.id, GIVEN_UP, job.tenant_id)
+        db.session.commit()
+        report.failed_jobs.append(job.id)
+
+
+def _update_known_servers(tenant: Tenant, live: dict[str, ServerInfo], report: ReconcileReport) -> None:
+    now = utcnow()
+    known = db.session.scalars(select(m.Server).where(
+        m.Server.tenant_id == tenant.id, m.Server.status != m.SERVER_DELETED, m.Server.openstack_id.is_not(None)))
+    for server in list(known):
+        info = live.get(server.openstack_id or "")
+        if info is None:
+            if server.task == "delete":
+                continue  # the delete job will record it
+            server_state.mark_deleted(server, "deleted outside the portal")
+            record_finding(m.FINDING_DELETED_OUTSIDE, server.openstack_id or "",
+                           f"{server.name} was deleted outside the portal", tenant.id)
+            report.updated.append(f"{server.name}: deleted outside the portal")
+            continue
+        if info.status != server.status and server.task is None and info.status in SETTLED_STATUSES:
+            report.updated.append(f"{server.name}: {server.status} → {info.status}")
+            audit.record(None, "server.reconcile", "server", server.openstack_id, tenant_id=tenant.id,
+                         before={"status": server.status}, after={"status": info.status})
+            server_state.transition(server, cause="found by reconciliation", status=info.status)
+            if info.status == "ERROR":
+                server.problem = plain_words(info.fault)
+        server.last_seen_at = now
+
+
+def _look_at_unknown_servers(ctx: CloudContext, tenant: Tenant, live: dict[str, ServerInfo],
+                             report: ReconcileReport) -> None:
+    known = set(db.session.scalars(select(m.Server.openstack_id).where(
+        m.Server.tenant_id == tenant.id, m.Server.status != m.SERVER_DELETED, m.Server.openstack_id.is_not(None))))
+    in_flight = {request_tag(r) for r in db.session.scalars(select(m.ServerRequest.uid).where(
+        m.ServerRequest.tenant_id == tenant.id, m.ServerRequest.state.in_(m.OPEN_REQUEST_STATES)))}
+    for openstack_id, info in live.items():
+        if openstack_id in known or info.metadata.get(REQUEST_ID_KEY) in in_flight:
+            continue
+        tag = info.metadata.get(REQUEST_ID_KEY) or ""
+        request = db.session.scalar(select(m.ServerRequest).where(
+            m.ServerRequest.uid == tag.removeprefix("request-"))) if tag else None
+        if request is not None and request.state in (m.FAILED, m.CANCELLED):
+            # Left behind by a failed request when the cloud was down: remove it now.
+            remove_half_made(request, ctx)
+            report.updated.append(f"{info.name}: leftover of failed request {request.id} removed")
+            continue
+        if record_finding(m.FINDING_UNKNOWN_SERVER, openstack_id, f"{info.name} ({info.status}) is in project "
+                          f"{project_name(tenant)} but not in the portal", tenant.id):
+            report.findings.append(f"{tenant.slug}: unknown server {info.name} ({openstack_id})")

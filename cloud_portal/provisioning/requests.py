@@ -1,0 +1,186 @@
+"""Requests for servers and desktops: checks, submission, decisions and the queries pages use.
+
+Each operation is one call that also records and enqueues the provision job where one is due;
+the caller commits with ``unit_of_work.commit`` (which enqueues after the commit).
+"""
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import Select, select
+
+from cloud_portal.accounts.models import User
+from cloud_portal.adapters.cloud import cloud
+from cloud_portal.adapters.openstack import CloudUnavailable
+from cloud_portal.audit import service as audit
+from cloud_portal.catalog.models import Image
+from cloud_portal.catalog.offers import Offer, find_offer
+from cloud_portal.errors import InvalidInput, NotFound, NotPermitted, ProvisioningFailed
+from cloud_portal.extensions import db
+from cloud_portal.provisioning import leases, lifecycle
+from cloud_portal.provisioning import models as m
+from cloud_portal.provisioning.leftovers import release_request_quota, remove_half_made
+from cloud_portal.provisioning.validation import validate_hostname
+from cloud_portal.quotas import service as quotas
+from cloud_portal.tenants.models import Tenant
+from cloud_portal.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+
+def preflight(user: User, *, kind: str, catalog_key: str, image_key: str | None, data_hall: str,
+              name: str, check_cloud: bool = True) -> tuple[str, Offer, Image]:
+    """Every check that can be made before anything is queued; returns (name, offer, image).
+
+    Order matters: the name is checked first, so a hostile name never reaches anything else.
+    When a cloud is configured (and ``check_cloud``), the flavor and image must exist in it.
+    """
+    name = validate_hostname(name)
+    offer = find_offer(kind, catalog_key)
+    wanted_image = offer.image_key if kind == m.KIND_DESKTOP else image_key
+    image = db.session.scalar(select(Image).where(Image.key == (wanted_image or ""), Image.active.is_(True)))
+    if image is None or image.kind != kind:
+        raise InvalidInput("Choose one of the images offered for this kind of server.")
+    if image.min_disk_gb > offer.disk_gb:
+        raise InvalidInput(f"{image.name} needs a disk of at least {image.min_disk_gb} GB; the chosen size "
+                           f"has {offer.disk_gb} GB. Choose a larger size.")
+    tenant = user.tenant
+    if data_hall not in tenant.allowed_halls:
+        raise InvalidInput(f"{tenant.name_en} may not place servers in the {data_hall!r} data hall; "
+                           f"choose one of: {', '.join(tenant.allowed_halls)}.")
+    ctx = cloud.context() if check_cloud else None
+    if ctx is not None:
+        try:
+            flavor = ctx.cloud.get_flavor(offer.flavor)
+            os_image = ctx.cloud.get_image(image.os_image)
+        except CloudUnavailable as exc:
+            raise ProvisioningFailed("The cloud is not answering right now, so nothing was ordered. "
+                                     "Please try again in a few minutes.") from exc
+        if flavor is None:
+            raise InvalidInput(f"The size {offer.name_en} ({offer.flavor}) is not available in the cloud; "
+                               "the catalog is out of date. Choose another size.")
+        if os_image is None or os_image.status != "active":
+            raise InvalidInput(f"The image {image.name} is not available in the cloud. Choose another image.")
+        if os_image.min_disk > flavor.disk:
+            raise InvalidInput(f"{image.name} needs a disk of at least {os_image.min_disk} GB; "
+                               f"{offer.name_en} has {flavor.disk} GB. Choose a larger size.")
+    return name, offer, image
+
+
+def needs_approval(tenant: Tenant, offer: Offer) -> bool:
+    """Over the tenant's cost or vCPU threshold: a tenant admin must approve."""
+    return offer.monthly > tenant.approval_monthly_cost_over or offer.vcpus > tenant.approval_vcpus_over
+
+
+def submit_request(user: User, *, kind: str, catalog_key: str, image_key: str | None, data_hall: str,
+                   name: str) -> m.ServerRequest:
+    """Check and accept an order: the request and its quota reservation are written together.
+
+    Returns the request in state ``pending_approval`` (over the tenant's threshold) or
+    ``approved``, whose provision job is enqueued when the caller commits. Raises InvalidInput,
+    QuotaExceeded or ProvisioningFailed with nothing written.
+    """
+    if not user.active or user.is_finance:
+        raise NotPermitted("Your role cannot order servers.")
+    name, offer, image = preflight(user, kind=kind, catalog_key=catalog_key, image_key=image_key,
+                                   data_hall=data_hall, name=name)
+    tenant = user.tenant
+    state = m.PENDING_APPROVAL if needs_approval(tenant, offer) else m.APPROVED
+    db.session.commit()  # the quota lock needs a clean session (see quotas.serialised_for_tenant)
+    with quotas.serialised_for_tenant(tenant.id):
+        request = m.ServerRequest(
+            tenant_id=tenant.id, requester_id=user.id, kind=kind, name=name, catalog_key=offer.key,
+            image_key=image.key, data_hall=data_hall, flavor=offer.flavor, vcpus=offer.vcpus,
+            ram_mib=offer.ram_mib, disk_gb=offer.disk_gb, monthly_estimate=offer.monthly, state=state)
+        db.session.add(request)
+        db.session.flush()
+        reservation = quotas.reserve(
+            tenant, user, instances=1, vcpus=offer.vcpus, ram_mib=offer.ram_mib, disk_gb=offer.disk_gb,
+            desktops=1 if kind == m.KIND_DESKTOP else 0, purpose=f"request:{request.id}")
+        request.reservation_id = reservation.id
+        audit.record(user, "request.submit", "server_request", request.id, tenant_id=tenant.id,
+                     after={"name": name, "kind": kind, "size": offer.key, "hall": data_hall, "state": state})
+    if request.state == m.APPROVED:
+        _queue_provisioning(request)
+    log.info("request %s (%s %s) submitted by %s: %s", request.id, kind, name, user.email, state)
+    return request
+
+
+def _queue_provisioning(request: m.ServerRequest) -> m.Job:
+    job = leases.new_job(m.JOB_PROVISION, tenant_id=request.tenant_id, request_id=request.id)
+    leases.enqueue(job)
+    return job
+
+
+def load_request(user: User, request_id: int) -> m.ServerRequest:
+    """The request if ``user`` may see it (requester, tenant admins, platform admins), else NotFound."""
+    request = db.session.get(m.ServerRequest, request_id)
+    if request is None or not request.can_view(user):
+        raise NotFound("There is no such request.")
+    return request
+
+
+def approve(admin: User, request_id: int) -> m.ServerRequest:
+    """A tenant admin approves a waiting request; provisioning is enqueued when the caller commits."""
+    request = load_request(admin, request_id)
+    before = lifecycle.advance(request, lifecycle.APPROVE, admin)
+    request.decided_by_id, request.decided_at = admin.id, utcnow()
+    audit.record(admin, "request.approve", "server_request", request.id, tenant_id=request.tenant_id,
+                 before={"state": before}, after={"state": request.state})
+    _queue_provisioning(request)
+    return request
+
+
+def reject(admin: User, request_id: int, reason: str) -> m.ServerRequest:
+    """Refuse a waiting request with a reason the requester sees; its quota is released."""
+    request = load_request(admin, request_id)
+    lifecycle.authorise(request, lifecycle.REJECT, admin)
+    reason = (reason or "").strip()
+    if not 3 <= len(reason) <= 500:
+        raise InvalidInput("Give the requester a reason (3 to 500 characters).")
+    before = lifecycle.advance(request, lifecycle.REJECT, admin)
+    request.reason, request.decided_by_id, request.decided_at = reason, admin.id, utcnow()
+    release_request_quota(request, "request rejected", admin)
+    audit.record(admin, "request.reject", "server_request", request.id, tenant_id=request.tenant_id,
+                 before={"state": before}, after={"state": m.REJECTED, "reason": reason})
+    return request
+
+
+def cancel(user: User, request_id: int) -> m.ServerRequest:
+    """The requester (or an admin) withdraws a request that has not started provisioning."""
+    request = load_request(user, request_id)
+    before = lifecycle.advance(request, lifecycle.CANCEL, user)
+    release_request_quota(request, "request cancelled", user)
+    audit.record(user, "request.cancel", "server_request", request.id, tenant_id=request.tenant_id,
+                 before={"state": before}, after={"state": m.CANCELLED})
+    return request
+
+
+def dismiss_failed(user: User, request_id: int) -> m.ServerRequest:
+    """The owner clears a failed request: any leftover server is removed, the request hidden."""
+    request = load_request(user, request_id)
+    lifecycle.authorise(request, lifecycle.CLEAN_UP, user)
+    if not lifecycle.can(request, lifecycle.CLEAN_UP):
+        raise InvalidInput("Only failed requests can be cleaned up.")
+    ctx = cloud.context()
+    if ctx is not None and not remove_half_made(request, ctx).checked:
+        raise ProvisioningFailed("The cloud is not answering, so the leftovers could not be checked. "
+                                 "Try again in a few minutes.")
+    lifecycle.advance(request, lifecycle.CLEAN_UP, user)
+    request.reason = (request.reason or "") + " (cleaned up by the requester)"
+    audit.record(user, "request.cleanup", "server_request", request.id, tenant_id=request.tenant_id)
+    return request
+
+
+def requests_query(viewer: User, *, scope: str = "mine") -> Select[tuple[m.ServerRequest]]:
+    """Requests visible to ``viewer``: own ("mine"), the tenant's ("tenant"), waiting approval ("approvals")."""
+    query = select(m.ServerRequest).order_by(m.ServerRequest.created_at.desc(), m.ServerRequest.id.desc())
+    if scope == "mine":
+        return query.where(m.ServerRequest.requester_id == viewer.id)
+    if not (viewer.is_tenant_admin or viewer.is_platform_admin):
+        raise NotPermitted("Only administrators can see other people's requests.")
+    if not viewer.is_platform_admin:
+        query = query.where(m.ServerRequest.tenant_id == viewer.tenant_id)
+    if scope == "approvals":
+        query = query.where(m.ServerRequest.state == m.PENDING_APPROVAL)
+    return query

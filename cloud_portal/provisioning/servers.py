@@ -1,0 +1,226 @@
+"""Servers: who sees them, the actions people ask for, and the one place their state changes.
+
+:func:`transition` is the only way a server's status, size, owner or deletion may change
+(a flush listener refuses any other), so what hangs on those changes (audit today, the billing
+ledger next) sees every one of them, in the same transaction, with the time it happened.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Select, event, inspect, select
+from sqlalchemy.orm import Session
+
+from cloud_portal.adapters.cloud import cloud
+from cloud_portal.adapters.openstack import CloudError, ServerInfo
+from cloud_portal.audit import service as audit
+from cloud_portal.catalog.models import Image, VmSize
+from cloud_portal.errors import InvalidInput, NotFound, NotPermitted
+from cloud_portal.extensions import db
+from cloud_portal.provisioning import leases
+from cloud_portal.provisioning import models as m
+from cloud_portal.quotas import service as quotas
+from cloud_portal.timeutil import utcnow
+
+if TYPE_CHECKING:
+    from cloud_portal.accounts.models import User
+
+log = logging.getLogger(__name__)
+
+#: Columns only :func:`transition` may change.
+GUARDED = ("status", "flavor", "vcpus", "ram_mib", "disk_gb", "owner_id", "deleted_at")
+_MARKS = "_transition_marks"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One server-state change, as listeners of :func:`transition` receive it."""
+
+    server: m.Server
+    before: dict[str, Any]
+    after: dict[str, Any]
+    at: datetime
+    cause: str
+
+
+_listeners: list[Callable[[Change], None]] = []
+
+
+def on_transition(listener: Callable[[Change], None]) -> None:
+    """Call ``listener`` for every server-state change, inside the change's transaction."""
+    _listeners.append(listener)
+
+
+def transition(server: m.Server, *, cause: str, at: datetime | None = None, status: str | None = None,
+               size: VmSize | None = None, owner_id: int | None = None) -> Change:
+    """Change a server's status, size or owner; ``at`` is when it happened (default now).
+
+    A status of DELETED also sets ``deleted_at``. Listeners run before the caller commits.
+    """
+    at = at or utcnow()
+    wanted: dict[str, Any] = {}
+    if status is not None:
+        wanted["status"] = status
+        if status == m.SERVER_DELETED:
+            wanted["deleted_at"] = at
+    if size is not None:
+        wanted.update(flavor=size.flavor, vcpus=size.vcpus, ram_mib=size.ram_mib, disk_gb=size.disk_gb)
+    if owner_id is not None:
+        wanted["owner_id"] = owner_id
+    before = {k: getattr(server, k) for k in wanted}
+    marks = server.__dict__.setdefault(_MARKS, {})
+    for key, value in wanted.items():
+        setattr(server, key, value)
+        marks[key] = value
+    change = Change(server, before, wanted, at, cause)
+    for listener in _listeners:
+        listener(change)
+    return change
+
+
+@event.listens_for(Session, "before_flush")
+def _refuse_changes_outside_transition(session: Session, flush_context: Any, instances: Any) -> None:
+    for obj in [*session.new, *session.dirty]:
+        if not isinstance(obj, m.Server):
+            continue
+        marks = obj.__dict__.pop(_MARKS, {})
+        state: Any = inspect(obj)
+        for key in GUARDED:
+            history = state.attrs[key].history
+            if obj in session.new:
+                value = getattr(obj, key)
+                changed = value is not None and key not in ("flavor", "vcpus", "ram_mib", "disk_gb")
+            else:
+                changed = history.has_changes()
+            if changed and marks.get(key, _UNSET) != getattr(obj, key):
+                raise RuntimeError(f"Server.{key} changed outside provisioning.servers.transition "
+                                   f"(server {obj.id or obj.name}); use transition() so billing sees it")
+
+
+_UNSET = object()
+
+
+def create_from_request(request: m.ServerRequest, info: ServerInfo, *, at: datetime | None = None) -> m.Server:
+    """The portal's record of the server a request made (first seen ACTIVE), holding its quota."""
+    server = db.session.scalar(select(m.Server).where(m.Server.request_id == request.id))
+    if server is None:
+        server = m.Server(tenant_id=request.tenant_id, request_id=request.id,
+                          kind=request.kind, name=request.name, flavor=request.flavor, vcpus=request.vcpus,
+                          ram_mib=request.ram_mib, disk_gb=request.disk_gb, image_key=request.image_key,
+                          data_hall=request.data_hall, reservation_id=request.reservation_id)
+        db.session.add(server)
+        transition(server, cause="created", at=at, status=info.status, owner_id=request.requester_id)
+    elif server.status != info.status:
+        transition(server, cause="created", at=at, status=info.status)
+    server.openstack_id, server.fixed_ip = info.id, info.fixed_ip
+    server.last_seen_at = utcnow()
+    return server
+
+
+def mark_deleted(server: m.Server, why: str, *, at: datetime | None = None) -> None:
+    """The server is gone: record it, release its quota, and commit."""
+    transition(server, cause=why, at=at, status=m.SERVER_DELETED)
+    server.task = None
+    if server.reservation_id is not None:
+        quotas.release(server.reservation_id, why)
+    audit.record(None, "server.deleted", "server", server.openstack_id or server.id, tenant_id=server.tenant_id,
+                 after={"why": why})
+    db.session.commit()
+
+
+# Queries ------------------------------------------------------------------------------------
+
+SORTABLE = {"name": m.Server.name, "created": m.Server.created_at, "status": m.Server.status,
+            "size": m.Server.vcpus}
+
+
+def servers_query(viewer: User, *, scope: str = "mine", sort: str = "created",
+                  descending: bool = True) -> Select[tuple[m.Server]]:
+    """Servers (not deleted) visible to ``viewer``, sorted by one of SORTABLE."""
+    column = SORTABLE.get(sort, m.Server.created_at)
+    query = select(m.Server).where(m.Server.status != m.SERVER_DELETED)
+    query = query.order_by(column.desc() if descending else column.asc(), m.Server.id.desc())
+    if scope == "mine":
+        return query.where(m.Server.owner_id == viewer.id)
+    if viewer.is_platform_admin and scope == "all":
+        return query
+    if viewer.is_tenant_admin or viewer.is_platform_admin:
+        return query.where(m.Server.tenant_id == viewer.tenant_id)
+    raise NotPermitted("Only administrators can see other people's servers.")
+
+
+def load_server(user: User, server_id: int) -> m.Server:
+    """The server if ``user`` may see it, else NotFound."""
+    server = db.session.get(m.Server, server_id)
+    if server is None or not server.can_view(user):
+        raise NotFound("There is no such server.")
+    return server
+
+
+# Actions ------------------------------------------------------------------------------------
+
+def _resize_target(server: m.Server, new_size: str | None) -> VmSize:
+    if server.kind != m.KIND_VM:
+        raise InvalidInput("Desktops cannot be resized; order another desktop template instead.")
+    size = db.session.scalar(select(VmSize).where(VmSize.key == (new_size or ""), VmSize.active.is_(True)))
+    if size is None:
+        raise InvalidInput("Choose one of the sizes offered.")
+    if size.flavor == server.flavor:
+        raise InvalidInput("The server already has that size.")
+    image = db.session.scalar(select(Image).where(Image.key == server.image_key))
+    if image is not None and image.min_disk_gb > size.disk_gb:
+        raise InvalidInput(f"{image.name} needs at least {image.min_disk_gb} GB of disk; choose a larger size.")
+    return size
+
+
+def request_action(user: User, server_id: int, action: str, *, new_size: str | None = None) -> tuple[m.Server, m.Job]:
+    """Check an action on a server, record its job and enqueue it when the caller commits.
+
+    A resize to a larger size holds the extra quota first (refused with QuotaExceeded if it
+    does not fit).
+    """
+    server = load_server(user, server_id)
+    if not server.can_operate(user):
+        raise NotPermitted("You may not operate this server.")
+    if action not in m.ACTIONS:
+        raise InvalidInput(f"{action!r} is not an action; choose one of {', '.join(m.ACTIONS)}.")
+    if action not in server.allowed_actions():
+        state = f"busy ({server.task})" if server.task else server.status.lower()
+        raise InvalidInput(f"A server that is {state} cannot be asked to {action}.")
+    job_id, job_action = str(uuid.uuid4()), action
+    details: dict[str, Any] = {"action": action}
+    if action == "resize":
+        size = _resize_target(server, new_size)
+        details.update(size=size.key)
+        job_action = f"resize:{size.key}"
+        extra = {"vcpus": max(0, size.vcpus - server.vcpus), "ram_mib": max(0, size.ram_mib - server.ram_mib),
+                 "disk_gb": max(0, size.disk_gb - server.disk_gb)}
+        if any(extra.values()):
+            db.session.commit()  # the quota lock needs a clean session
+            quotas.reserve(server.tenant, server.owner, purpose=f"resize:{job_id}", actor=user, **extra)
+    job = leases.new_job(m.JOB_ACTION, job_id=job_id, action=job_action, tenant_id=server.tenant_id,
+                         server_id=server.id)
+    server.task = action
+    audit.record(user, f"server.{action}", "server", server.id, tenant_id=server.tenant_id, after=details)
+    leases.enqueue(job)
+    return server, job
+
+
+def console_url(user: User, server_id: int) -> str | None:
+    """A console address for a running server ``user`` may operate; None when the cloud offers none."""
+    server = load_server(user, server_id)
+    if not server.can_operate(user) or server.status != m.SERVER_ACTIVE:
+        raise InvalidInput("The console is available only for running servers you may operate.")
+    ctx = cloud.context()
+    if ctx is None or not server.openstack_id:
+        return None
+    try:
+        return ctx.cloud.console_url(server.openstack_id)
+    except CloudError as exc:
+        log.info("no console for server %s: %s", server.id, exc)
+        return None

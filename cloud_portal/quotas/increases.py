@@ -1,0 +1,181 @@
+"""Quota-increase requests: asked for by members, decided by platform admins."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from flask import current_app
+from sqlalchemy import Select, func, select
+
+from cloud_portal.audit import service as audit
+from cloud_portal.errors import InvalidInput, NotFound, NotPermitted
+from cloud_portal.extensions import db
+from cloud_portal.quotas.limits import set_limits
+from cloud_portal.quotas.models import (
+    INCREASE_APPROVED,
+    INCREASE_DECLINED,
+    INCREASE_OPEN,
+    QUOTA_RESOURCES,
+    QuotaIncreaseRequest,
+)
+from cloud_portal.quotas.usage import RESOURCE_WORDS, serialised_for_tenant
+from cloud_portal.timeutil import utcnow
+
+if TYPE_CHECKING:
+    from cloud_portal.accounts.models import User
+
+log = logging.getLogger(__name__)
+
+
+def create_increase(user: User, wanted: dict[str, Any], reason: str) -> QuotaIncreaseRequest:
+    """A member or tenant admin asks for more of their tenant's quota; the caller commits.
+
+    ``wanted`` maps resources to the *extra* amount wanted (None or 0 = nothing more).
+    """
+    if not user.can_ask_quota_increase:
+        raise NotPermitted("Only people in a member organisation can ask for more quota.")
+    amounts: dict[str, int | None] = {}
+    for resource in QUOTA_RESOURCES:
+        value = wanted.get(resource)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise InvalidInput(f"{RESOURCE_WORDS[resource]}: enter a whole number of 0 or more, or leave it blank.")
+        amounts[resource] = value or None
+    if not any(amounts.values()):
+        raise InvalidInput("Say how much more of at least one resource you need.")
+    reason = (reason or "").strip()
+    if not 3 <= len(reason) <= 1000:
+        raise InvalidInput("Say why you need more (3 to 1000 characters).")
+    increase = QuotaIncreaseRequest(tenant_id=user.tenant_id, requester_id=user.id, reason=reason,
+                                    state=INCREASE_OPEN, **amounts)
+    db.session.add(increase)
+    db.session.flush()
+    audit.record(user, "quota.increase_request", "quota_increase_request", increase.id,
+                 tenant_id=user.tenant_id, after={"wanted": increase.wanted(), "reason": reason})
+    log.info("quota increase %s asked by %s: %s", increase.id, user.email, increase.wanted())
+    return increase
+
+
+def increases_query(viewer: User, *, scope: str = "mine") -> Select[tuple[QuotaIncreaseRequest]]:
+    """Increase requests, newest first: own ("mine"), or every one ("open"/"all", platform admins)."""
+    query = select(QuotaIncreaseRequest).order_by(QuotaIncreaseRequest.created_at.desc(),
+                                                  QuotaIncreaseRequest.id.desc())
+    if scope == "mine":
+        return query.where(QuotaIncreaseRequest.requester_id == viewer.id)
+    if not viewer.can_edit_quotas:
+        raise NotPermitted("Only platform administrators can see every quota-increase request.")
+    if scope == "open":
+        return query.where(QuotaIncreaseRequest.state == INCREASE_OPEN)
+    return query
+
+
+def count_open_increases(viewer: User) -> int:
+    """How many increase requests wait for a decision (platform admins)."""
+    query = increases_query(viewer, scope="open")
+    return db.session.scalar(query.with_only_columns(func.count()).order_by(None)) or 0
+
+
+def load_increase(viewer: User, increase_id: int) -> QuotaIncreaseRequest:
+    """The increase request if ``viewer`` may see it (the requester, platform admins), else NotFound."""
+    increase = db.session.get(QuotaIncreaseRequest, increase_id)
+    if increase is None or not (increase.requester_id == viewer.id or viewer.can_edit_quotas):
+        raise NotFound("There is no such quota-increase request.")
+    return increase
+
+
+def _open_increase_for_decision(admin: User, increase_id: int) -> QuotaIncreaseRequest:
+    if not admin.can_edit_quotas:
+        raise NotPermitted("Only platform administrators can decide quota-increase requests.")
+    increase = load_increase(admin, increase_id)
+    if increase.state != INCREASE_OPEN:
+        raise InvalidInput(f"This quota-increase request is already {increase.state}.")
+    return increase
+
+
+def approve_increase(admin: User, increase_id: int, reason: str = "") -> QuotaIncreaseRequest:
+    """Approve: each tenant limit asked about goes up by the extra amount wanted. **Commits.**
+
+    The limits are read and raised under the tenant's quota lock (via :func:`set_limits`),
+    together with the request's new state. The caller syncs OpenStack and notifies the requester.
+    """
+    increase = _open_increase_for_decision(admin, increase_id)
+    tenant = increase.tenant
+    increase_id = increase.id
+    db.session.commit()  # the quota lock needs a clean session
+    with serialised_for_tenant(tenant.id) as limits:
+        fresh = db.session.get(QuotaIncreaseRequest, increase_id)  # re-read under the lock
+        if fresh is None or fresh.state != INCREASE_OPEN:
+            raise InvalidInput("This quota-increase request was decided meanwhile.")
+        increase = fresh
+        new_tenant = dict(limits.tenant)
+        for resource, extra in increase.wanted().items():
+            new_tenant[resource] = new_tenant.get(resource, 0) + extra
+        new_tenant = {r: new_tenant.get(r, 0) for r in QUOTA_RESOURCES}
+        set_limits(admin, tenant, new_tenant, dict(limits.per_user), confirm_below_usage=True)
+        increase.state, increase.decided_by_id, increase.decided_at = INCREASE_APPROVED, admin.id, utcnow()
+        increase.decision_reason = (reason or "").strip()[:500] or None
+        audit.record(admin, "quota.increase_approve", "quota_increase_request", increase.id,
+                     tenant_id=tenant.id, before={"state": INCREASE_OPEN},
+                     after={"state": INCREASE_APPROVED, "limits": new_tenant})
+    log.info("quota increase %s approved by %s", increase_id, admin.email)
+    return increase
+
+
+def decline_increase(admin: User, increase_id: int, reason: str) -> QuotaIncreaseRequest:
+    """Decline with a reason the requester sees (portal and e-mail); the caller commits."""
+    increase = _open_increase_for_decision(admin, increase_id)
+    reason = (reason or "").strip()
+    if not 3 <= len(reason) <= 500:
+        raise InvalidInput("Give the requester a reason (3 to 500 characters).")
+    increase.state, increase.decided_by_id, increase.decided_at = INCREASE_DECLINED, admin.id, utcnow()
+    increase.decision_reason = reason
+    audit.record(admin, "quota.increase_decline", "quota_increase_request", increase.id,
+                 tenant_id=increase.tenant_id, before={"state": INCREASE_OPEN},
+                 after={"state": INCREASE_DECLINED, "reason": reason})
+    log.info("quota increase %s declined by %s", increase.id, admin.email)
+    return increase
+
+
+def notify_increase_decision(settings: dict[str, Any], increase: QuotaIncreaseRequest) -> bool:
+    """E-mail the requester the decision and its reason. Never raises: a lost e-mail is logged,
+    and the decision (already committed) stands; the requester also sees it in the portal."""
+    from cloud_portal.adapters.mail import MailError, send_mail
+    wanted = ", ".join(f"{amount} {RESOURCE_WORDS[r]}" for r, amount in increase.wanted().items())
+    verdict = "approved" if increase.state == INCREASE_APPROVED else "declined"
+    lines = [f"Your request for more quota for {increase.tenant.name_en} ({wanted}) was {verdict}."]
+    if increase.decision_reason:
+        lines.append(f"Reason: {increase.decision_reason}")
+    if increase.state == INCREASE_APPROVED:
+        lines.append("The new limits apply now.")
+    try:
+        return send_mail(settings, increase.requester.email, f"Quota increase {verdict}", "\n\n".join(lines) + "\n")
+    except MailError as exc:
+        log.warning("quota increase %s: e-mail to the requester failed: %s", increase.id, exc)
+        return False
+
+
+@dataclass(frozen=True)
+class IncreaseDecision:
+    """The decided request, and why OpenStack was not updated (None: it was, or no cloud)."""
+
+    increase: QuotaIncreaseRequest
+    cloud_sync_error: str | None
+
+
+def decide_increase(admin: User, increase_id: int, decision: str, reason: str = "") -> IncreaseDecision:
+    """Approve (limits raised, OpenStack synced) or decline a request; e-mail the requester. **Commits.**
+
+    ``decision`` is "approve" or "decline" (which needs a reason of 3 to 500 characters).
+    """
+    from cloud_portal.tenants.cloud_sync import push_tenant_limits
+    failed = None
+    if decision == "approve":
+        increase = approve_increase(admin, increase_id, reason)
+        failed = push_tenant_limits(increase.tenant, admin)
+    elif decision == "decline":
+        increase = decline_increase(admin, increase_id, reason)
+        db.session.commit()
+    else:
+        raise InvalidInput("Decide with approve or decline.")
+    notify_increase_decision(dict(current_app.config), increase)
+    return IncreaseDecision(increase, failed)

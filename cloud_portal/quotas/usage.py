@@ -1,0 +1,277 @@
+"""Quota limits, usage, headroom, and the per-tenant lock that makes reservations race-free.
+
+Usage = live resources + reservations that still hold resources.  Live servers are not tracked
+yet, so a *consumed* reservation (one that became a live resource) stands in for its server and
+counts as usage alongside *open* ones; *released* reservations do not count.  When servers are
+tracked, usage becomes live servers + open reservations and :data:`COUNTED_STATES` shrinks to
+``(RESERVATION_OPEN,)``.
+
+Serialisation: :func:`reserve` checks the limits and writes the reservation in one transaction
+that holds a per-tenant lock (see :func:`serialised_for_tenant`), so two concurrent requests can
+never both pass a check that only one of them fits.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Select, bindparam, case, func, select
+
+from cloud_portal.errors import NotFound
+from cloud_portal.extensions import db
+from cloud_portal.quotas.models import (
+    QUOTA_RESOURCES,
+    RESERVATION_CONSUMED,
+    RESERVATION_OPEN,
+    SCOPE_PER_USER,
+    SCOPE_TENANT,
+    QuotaLimit,
+    QuotaReservation,
+)
+from cloud_portal.tenants.models import Tenant
+
+log = logging.getLogger(__name__)
+
+log = logging.getLogger(__name__)
+
+#: Reservation states that count as usage (consumed ones stand in for live servers, see above).
+COUNTED_STATES = (RESERVATION_OPEN, RESERVATION_CONSUMED)
+
+#: How each resource reads in a sentence: "2 of 160 vCPUs left".
+RESOURCE_WORDS: dict[str, str] = {
+    "instances": "instances",
+    "vcpus": "vCPUs",
+    "ram_mib": "MiB of RAM",
+    "disk_gb": "GB of disk",
+    "desktops": "desktops",
+}
+
+#: Key in ``Session.info`` holding the session's current quota transaction, if any.
+_LOCK_KEY = "cloud_portal.quotas.transaction"
+
+
+
+@dataclass
+class TenantLimits:
+    """Limits of one tenant: the whole tenant, and each person in it (None = no per-person limit)."""
+
+    tenant: dict[str, int] = field(default_factory=dict)
+    per_user: dict[str, int | None] = field(default_factory=lambda: dict.fromkeys(QUOTA_RESOURCES))
+
+
+def limits_for_tenants(tenant_ids: list[int]) -> dict[int, TenantLimits]:
+    """Limits of several tenants in one query (list pages must not query per row)."""
+    result: dict[int, TenantLimits] = defaultdict(TenantLimits)
+    if not tenant_ids:
+        return {}
+    for row in db.session.scalars(select(QuotaLimit).where(QuotaLimit.tenant_id.in_(tenant_ids))):
+        limits = result[row.tenant_id]
+        if row.scope == SCOPE_TENANT:
+            limits.tenant[row.resource] = row.limit
+        elif row.scope == SCOPE_PER_USER:
+            limits.per_user[row.resource] = row.limit
+    return {tid: result[tid] for tid in tenant_ids}
+
+
+def limits_for_tenant(tenant_id: int) -> TenantLimits:
+    return limits_for_tenants([tenant_id])[tenant_id]
+
+
+# Usage and headroom ---------------------------------------------------------------------------
+
+def _sums(*conditions: object) -> dict[str, int]:
+    columns = [func.coalesce(func.sum(getattr(QuotaReservation, r)), 0) for r in QUOTA_RESOURCES]
+    row = db.session.execute(select(*columns).where(
+        QuotaReservation.state.in_(COUNTED_STATES), *conditions)).one()  # type: ignore[arg-type]
+    return {resource: int(value) for resource, value in zip(QUOTA_RESOURCES, row, strict=True)}
+
+
+def usage_for_tenant(tenant_id: int) -> dict[str, int]:
+    """Resource → amount the tenant uses (in the units of QUOTA_RESOURCES)."""
+    return _sums(QuotaReservation.tenant_id == tenant_id)
+
+
+def usage_for_tenants(tenant_ids: list[int]) -> dict[int, dict[str, int]]:
+    """Usage of several tenants in one query (for the platform admins' overview)."""
+    if not tenant_ids:
+        return {}
+    columns = [func.coalesce(func.sum(getattr(QuotaReservation, r)), 0) for r in QUOTA_RESOURCES]
+    result = {tid: dict.fromkeys(QUOTA_RESOURCES, 0) for tid in tenant_ids}
+    rows = db.session.execute(select(QuotaReservation.tenant_id, *columns).where(
+        QuotaReservation.tenant_id.in_(tenant_ids), QuotaReservation.state.in_(COUNTED_STATES))
+        .group_by(QuotaReservation.tenant_id))
+    for tenant_id, *sums in rows:
+        result[tenant_id] = {r: int(v) for r, v in zip(QUOTA_RESOURCES, sums, strict=True)}
+    return result
+
+
+def usage_for_user(user_id: int) -> dict[str, int]:
+    """Resource → amount held for this person (counts against per-user limits)."""
+    return _sums(QuotaReservation.user_id == user_id)
+
+
+@functools.cache
+def _usage_statement() -> Select[Any]:
+    """Tenant usage and one person's usage in one query; built once (this runs under the lock,
+    and constructing the statement costs more Python time than executing it)."""
+    user_id: Any = bindparam("user_id")
+    tenant_cols = [func.coalesce(func.sum(getattr(QuotaReservation, r)), 0) for r in QUOTA_RESOURCES]
+    user_cols = [func.coalesce(func.sum(case((QuotaReservation.user_id == user_id,
+                                              getattr(QuotaReservation, r)), else_=0)), 0)
+                 for r in QUOTA_RESOURCES]
+    return select(*tenant_cols, *user_cols).where(
+        QuotaReservation.tenant_id == bindparam("tenant_id"),
+        QuotaReservation.state.in_(COUNTED_STATES))
+
+
+def _tenant_and_user_usage(tenant_id: int, user_id: int) -> tuple[dict[str, int], dict[str, int]]:
+    row = db.session.execute(_usage_statement(), {"tenant_id": tenant_id, "user_id": user_id}).one()
+    n = len(QUOTA_RESOURCES)
+    tenant_usage = {r: int(v) for r, v in zip(QUOTA_RESOURCES, row[:n], strict=True)}
+    user_usage = {r: int(v) for r, v in zip(QUOTA_RESOURCES, row[n:], strict=True)}
+    return tenant_usage, user_usage
+
+
+@dataclass(frozen=True)
+class ResourceHeadroom:
+    """How much of one resource a person may still ask for, and why."""
+
+    resource: str
+    #: Tenant limit; 0 when the tenant has no quota for this resource.
+    tenant_limit: int
+    tenant_used: int
+    #: Per-person limit, or None when the tenant sets none.
+    user_limit: int | None
+    user_used: int
+
+    @property
+    def tenant_left(self) -> int:
+        return max(0, self.tenant_limit - self.tenant_used)
+
+    @property
+    def user_left(self) -> int | None:
+        return None if self.user_limit is None else max(0, self.user_limit - self.user_used)
+
+    @property
+    def available(self) -> int:
+        """What a new request by this person may take: the smaller of the two headrooms."""
+        user_left = self.user_left
+        return self.tenant_left if user_left is None else min(self.tenant_left, user_left)
+
+
+def headroom(tenant_id: int, user_id: int) -> dict[str, ResourceHeadroom]:
+    """Resource → headroom for ``user_id`` in ``tenant_id``. A snapshot for display: only
+    :func:`reserve` decides, under the tenant's lock."""
+    limits = limits_for_tenant(tenant_id)
+    tenant_usage, user_usage = _tenant_and_user_usage(tenant_id, user_id)
+    return {r: ResourceHeadroom(r, limits.tenant.get(r, 0), tenant_usage[r], limits.per_user.get(r),
+                                user_usage[r]) for r in QUOTA_RESOURCES}
+
+
+# Serialisation ----------------------------------------------------------------------------------
+
+@functools.cache
+def _lock_statement() -> Any:  # a Select of (tenant id, scope, resource, limit)
+    """The tenant's row, locked, with its limits (one round trip).
+
+    ``FOR NO KEY UPDATE OF tenants`` (SQLite ignores it): it conflicts with itself, so quota
+    checks for one tenant take turns, but not with the ``FOR KEY SHARE`` locks PostgreSQL takes
+    for foreign-key checks, so inserting rows that refer to the tenant (reservations, audit
+    events, users) neither waits for the quota lock nor deadlocks with it. A plain ``FOR
+    UPDATE`` would deadlock in :func:`reserve`, which inserts before locking.
+    """
+    return (select(Tenant.id, QuotaLimit.scope, QuotaLimit.resource, QuotaLimit.limit)
+            .select_from(Tenant)
+            .outerjoin(QuotaLimit, QuotaLimit.tenant_id == Tenant.id)
+            .where(Tenant.id == bindparam("tenant_id"))
+            .with_for_update(of=Tenant, key_share=True))
+
+
+def lock_tenant_in_transaction(tenant_id: int) -> None:
+    """Take ``tenant_id``'s quota lock inside the session's current transaction (PostgreSQL; on
+    SQLite the transaction's first write already excludes every other writer)."""
+    db.session.execute(_lock_statement(), {"tenant_id": tenant_id}).all()
+
+
+class _QuotaTransaction:
+    """One transaction for one tenant's quota; :meth:`lock` takes the tenant's lock (once)."""
+
+    def __init__(self, tenant_id: int) -> None:
+        self.tenant_id = tenant_id
+        self.limits: TenantLimits | None = None
+
+    def lock(self) -> TenantLimits:
+        """Wait for the tenant's quota lock; return its limits as read under the lock."""
+        if self.limits is None:
+            rows = db.session.execute(_lock_statement(), {"tenant_id": self.tenant_id}).all()
+            if not rows:
+                raise NotFound(f"There is no tenant with id {self.tenant_id}.")
+            limits = TenantLimits()
+            for _, scope, resource, limit in rows:
+                if scope == SCOPE_TENANT:
+                    limits.tenant[resource] = limit
+                elif scope == SCOPE_PER_USER:
+                    limits.per_user[resource] = limit
+            self.limits = limits
+        return self.limits
+
+
+@contextmanager
+def _quota_transaction(tenant_id: int) -> Iterator[_QuotaTransaction]:
+    """A transaction that commits at the end of the block (rolls back on any exception).
+
+    On SQLite it starts with ``BEGIN IMMEDIATE``, taking the database's write lock before the
+    first read, so it is serialised from its start; on PostgreSQL the serialising point is
+    :meth:`_QuotaTransaction.lock`. Nested blocks for the same tenant join the outer one.
+    """
+    session = db.session
+    outer = session.info.get(_LOCK_KEY)
+    if outer is not None:
+        if outer.tenant_id != tenant_id:
+            raise RuntimeError(f"already in the quota transaction of tenant {outer.tenant_id}; "
+                               f"finish it before starting one for tenant {tenant_id}")
+        yield outer
+        return
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        driver = connection.connection.driver_connection
+        if driver is not None and driver.in_transaction:
+            raise RuntimeError("the session has uncommitted writes; commit or roll back before "
+                               "starting a quota transaction")
+        # pysqlite would begin a deferred transaction only at the first write, after the check.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    txn = _QuotaTransaction(tenant_id)
+    session.info[_LOCK_KEY] = txn
+    try:
+        yield txn
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.info.pop(_LOCK_KEY, None)
+
+
+@contextmanager
+def serialised_for_tenant(tenant_id: int) -> Iterator[TenantLimits]:
+    """Run the block in one transaction holding ``tenant_id``'s quota lock; commit at the end.
+
+    Yields the tenant's limits, read under the lock. Quota decisions for one tenant take turns:
+    on PostgreSQL by a lock on the tenant's row (see :func:`_lock_statement`; with the default
+    READ COMMITTED isolation each later statement sees every commit made before the lock was
+    granted), on SQLite by starting the transaction with ``BEGIN IMMEDIATE``.
+
+    The block commits on success and rolls back on any exception, releasing the lock either way.
+    Nested use for the same tenant joins the outer block (so a caller can create its request row
+    and call :func:`reserve` in one transaction); nesting for another tenant is an error.
+    On SQLite the session must not hold uncommitted writes already: commit or roll back first.
+    """
+    with _quota_transaction(tenant_id) as txn:
+        yield txn.lock()
+
+

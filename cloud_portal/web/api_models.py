@@ -1,0 +1,84 @@
+"""The REST API's bodies and answers: pydantic models for what clients send, and the JSON shapes
+of what they get back (used by web/api.py and its OpenAPI document)."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+from flask import jsonify, request
+from pydantic import BaseModel, ConfigDict, Field
+
+from cloud_portal.extensions import db
+from cloud_portal.provisioning import models as m
+from cloud_portal.provisioning.leases import latest_job
+from cloud_portal.quotas.models import QUOTA_RESOURCES, QuotaIncreaseRequest
+
+
+class NewRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["vm", "desktop"]
+    #: VM size key or desktop template key from /catalog.
+    size: str = Field(max_length=40)
+    #: Image key (VMs only; desktops come with theirs).
+    image: str | None = Field(default=None, max_length=40)
+    data_hall: str = Field(max_length=40)
+    name: str = Field(max_length=200)
+
+
+class Decision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(default="", max_length=500)
+
+
+class NewQuotaIncrease(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    #: Extra amounts wanted on top of the tenant's limits (RAM in MiB, disk in GB); omit = none.
+    instances: int | None = Field(default=None, ge=0)
+    vcpus: int | None = Field(default=None, ge=0)
+    ram_mib: int | None = Field(default=None, ge=0)
+    disk_gb: int | None = Field(default=None, ge=0)
+    desktops: int | None = Field(default=None, ge=0)
+    reason: str = Field(max_length=1000)
+
+
+class ServerActionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    action: Literal["start", "stop", "reboot", "resize", "delete"]
+    size: str | None = Field(default=None, max_length=40)
+
+
+def page_json(query: Any, item_json: Callable[[Any], dict[str, Any]]) -> Any:
+    """One page (``?page=``, 50 a page) of a query's rows as ``{items, page, pages, total}``."""
+    page = db.paginate(query, page=max(1, request.args.get("page", 1, type=int)), per_page=50, error_out=False)
+    return jsonify({"items": [item_json(row) for row in page.items], "page": page.page, "pages": page.pages,
+                    "total": page.total})
+
+
+def request_json(r: m.ServerRequest, steps: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": r.id, "kind": r.kind, "name": r.name, "size": r.catalog_key, "image": r.image_key,
+        "data_hall": r.data_hall, "flavor": r.flavor, "vcpus": r.vcpus, "ram_mib": r.ram_mib, "disk_gb": r.disk_gb,
+        "monthly_estimate_gbp": str(r.monthly_estimate), "state": r.state, "reason": r.reason,
+        "requester": r.requester.email, "created_at": r.created_at.isoformat(),
+        "server_id": r.server.id if r.server else None,
+    }
+    if steps:
+        job = latest_job(request_id=r.id)
+        out["steps"] = [{"task": s.task, "status": s.status, "at": s.at.isoformat(), "message": s.message}
+                        for s in (job.steps if job else [])]
+    return out
+
+
+def server_json(s: m.Server) -> dict[str, Any]:
+    return {"id": s.id, "name": s.name, "kind": s.kind, "status": s.status, "task": s.task, "flavor": s.flavor,
+            "vcpus": s.vcpus, "ram_mib": s.ram_mib, "disk_gb": s.disk_gb, "data_hall": s.data_hall,
+            "fixed_ip": s.fixed_ip, "openstack_id": s.openstack_id, "owner": s.owner.email, "problem": s.problem,
+            "created_at": s.created_at.isoformat()}
+
+
+def increase_json(i: QuotaIncreaseRequest) -> dict[str, Any]:
+    return {"id": i.id, "tenant": i.tenant.slug, "requester": i.requester.email,
+            "wanted": {r: getattr(i, r) for r in QUOTA_RESOURCES}, "reason": i.reason, "state": i.state,
+            "decided_by": i.decided_by.email if i.decided_by else None,
+            "decided_at": i.decided_at.isoformat() if i.decided_at else None,
+            "decision_reason": i.decision_reason, "created_at": i.created_at.isoformat()}
