@@ -7,7 +7,7 @@ SHELL := /bin/bash
 help:
 	@echo "make run             sandbox cloud + portal on http://127.0.0.1:8000 with demo accounts"
 	@echo "make test            the whole test suite (SQLite and PostgreSQL, sandbox cloud, browser, container)"
-	@echo "make lint            ruff and mypy"
+	@echo "make lint            ruff, mypy and the import contracts"
 	@echo "make sandbox         start (installing if needed) the sandbox OpenStack cloud"
 	@echo "make sandbox-stop    stop it;  make sandbox-status: what is running"
 	@echo "make translations    re-extract strings and update the Welsh catalogue"
@@ -24,6 +24,7 @@ test: venv
 lint: venv
 	.venv/bin/ruff check cloud_portal tests bench sandbox
 	.venv/bin/mypy cloud_portal
+	.venv/bin/lint-imports setup.cfg
 
 sandbox:
 	sandbox/sandboxctl start

@@ -11,7 +11,7 @@ from flask import Flask, request, session
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from cloud_portal.config import check_settings, load_settings
+from cloud_portal.config import check_settings, languages, load_settings
 from cloud_portal.extensions import babel, csrf, db, login_manager, migrate
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -89,18 +89,13 @@ def create_app(config_override: Mapping[str, Any] | None = None) -> Flask:
 
     from cloud_portal.adapters.cloud import cloud
     cloud.init_app(app)
-    from cloud_portal.jobs.queue import configure_queue
+    from cloud_portal.adapters.queue import configure_queue
     configure_queue(app)
     import cloud_portal.jobs.provisioning  # noqa: F401  (registers tasks with the queue)
     import cloud_portal.jobs.tasks  # noqa: F401
     from cloud_portal.web import register_web
     register_web(app)
     return app
-
-
-def languages(app: Flask | None = None) -> list[str]:
-    from flask import current_app
-    return [code.strip() for code in (app or current_app).config["LANGUAGES"].split(",") if code.strip()]
 
 
 def _select_locale() -> str:

@@ -287,7 +287,7 @@ def worker(threads: int | None) -> None:
     """Run the queue consumer (jobs and periodic tasks)."""
     import os
 
-    from cloud_portal.jobs.queue import huey, set_worker_app
+    from cloud_portal.adapters.queue import huey, set_worker_app
     app = _app(LOG_LEVEL=os.environ.get("CLOUD_PORTAL_LOG_LEVEL", "INFO"))
     if app.config["QUEUE_IMMEDIATE"]:
         raise click.ClickException("QUEUE_IMMEDIATE is set: jobs run inline, there is nothing to consume")

@@ -136,3 +136,9 @@ def check_settings(settings: Mapping[str, Any]) -> None:
     queue_url = settings.get("QUEUE_URL") or ""
     if queue_url and not queue_url.startswith(("redis://", "rediss://", "unix://")):
         raise InvalidConfig(f"QUEUE_URL={queue_url!r}: expected empty (SQLite) or a redis:// URL")
+
+
+def languages(app: Any = None) -> list[str]:
+    """The offered page languages (LANGUAGES), e.g. ["en", "cy"], of ``app`` or the current app."""
+    from flask import current_app
+    return [code.strip() for code in (app or current_app).config["LANGUAGES"].split(",") if code.strip()]

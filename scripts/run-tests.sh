@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make test`: the whole suite. Installs what it needs (Debian chromium, PostgreSQL, Redis where
 # they don't answer; the sandbox cloud and podman are set up by their session fixtures), then:
-#   1. ruff and mypy
+#   1. ruff, mypy and the import contracts
 #   2. every test on SQLite, including the sandbox-cloud, browser and container tests
 #   3. the database-facing tests again on PostgreSQL
 set -euo pipefail
@@ -19,6 +19,9 @@ echo "== ruff"
 
 echo "== mypy"
 .venv/bin/mypy cloud_portal
+
+echo "== import contracts (web → domain → adapters; see [importlinter] in setup.cfg)"
+.venv/bin/lint-imports setup.cfg
 
 echo "== tests on SQLite (everything)"
 .venv/bin/python -m pytest -p no:cacheprovider "$@"

@@ -57,7 +57,7 @@ def test_metrics(client: Any, make_user: Any) -> None:
 @pytest.mark.parametrize("backend", ["sqlite", "redis"])
 def test_worker_consumes_jobs(make_app: Any, tmp_path: Path, database_url: str, backend: str) -> None:
     """A real `cloud-portal worker` process picks up a queued job and leaves its heartbeat."""
-    from cloud_portal.jobs.queue import huey
+    from cloud_portal.adapters.queue import huey
     from cloud_portal.jobs.tasks import worker_heartbeat
 
     queue_url = "" if backend == "sqlite" else REDIS_URL

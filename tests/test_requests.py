@@ -53,7 +53,7 @@ def _user(role: str, tenant: str) -> Any:
 
 
 def test_request_form_and_queueing(queued_app: Any) -> None:
-    from cloud_portal.jobs.queue import huey
+    from cloud_portal.adapters.queue import huey
     member = _user("member", "torfaen")
     client = queued_app.test_client()
     client.post("/sign-in", data={"email": member.email, "password": "correct horse battery"})

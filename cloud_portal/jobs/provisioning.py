@@ -17,8 +17,8 @@ from huey.exceptions import RetryTask
 
 from cloud_portal.adapters.ansible import prune_artifacts
 from cloud_portal.adapters.cloud import CloudContext, cloud
+from cloud_portal.adapters.queue import huey, with_app_context
 from cloud_portal.errors import TenantBusy
-from cloud_portal.jobs.queue import huey, with_app_context
 from cloud_portal.provisioning import leases
 from cloud_portal.provisioning.actions import perform_action
 from cloud_portal.provisioning.models import JOB_ACTION, JOB_PROVISION, Job

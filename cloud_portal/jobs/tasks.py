@@ -7,8 +7,8 @@ from datetime import timedelta
 from huey import crontab
 
 from cloud_portal.accounts import service as accounts
+from cloud_portal.adapters.queue import huey, with_app_context
 from cloud_portal.extensions import db
-from cloud_portal.jobs.queue import huey, with_app_context
 from cloud_portal.timeutil import utcnow
 
 log = logging.getLogger(__name__)

@@ -1,58 +1,16 @@
 """Web layer: one blueprint per audience, plus shared error handling and security headers."""
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
-from flask import Flask, abort, flash, g, redirect, render_template, request, url_for
+from flask import Flask, g, redirect, render_template, request, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
-from flask_login import current_user, login_required
 from flask_wtf.csrf import CSRFError
 
 from cloud_portal.errors import NotFound, NotPermitted, PortalError
 from cloud_portal.extensions import db
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def roles_required(*roles: str) -> Callable[[F], F]:
-    """Signed-in users holding one of ``roles``; anyone else gets 403 (anonymous: the sign-in page)."""
-
-    def decorator(view: F) -> F:
-        @functools.wraps(view)
-        @login_required
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if current_user.role not in roles:
-                abort(403)
-            return view(*args, **kwargs)
-
-        return wrapper  # type: ignore[return-value]
-
-    return decorator
-
-
-def flash_error(exc: Exception) -> None:
-    flash(str(exc), "error")
-
-
-def redirect_on_error(endpoint: str, *arg_names: str) -> Callable[[F], F]:
-    """A page action whose PortalError becomes a flash message on ``endpoint``.
-
-    ``arg_names`` are the view arguments ``endpoint``'s URL needs (e.g. "server_id"). The one
-    handler for PortalError (see register_web) rolls back, flashes and redirects there.
-    """
-
-    def decorator(view: F) -> F:
-        @functools.wraps(view)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            g.error_redirect = (endpoint, {name: kwargs[name] for name in arg_names})
-            return view(*args, **kwargs)
-
-        return wrapper  # type: ignore[return-value]
-
-    return decorator
+from cloud_portal.web.common import flash_error, role_label
 
 
 def register_web(app: Flask) -> None:
@@ -71,7 +29,7 @@ def register_web(app: Flask) -> None:
 
     @app.context_processor
     def inject_globals() -> dict[str, Any]:
-        from cloud_portal import languages
+        from cloud_portal.config import languages
         return {"current_locale": str(get_locale() or "en"), "languages": languages(),
                 "role_label": role_label}
 
@@ -138,13 +96,3 @@ def register_web(app: Flask) -> None:
     def method_not_allowed(exc: Exception):
         return render_template("errors/error.html", code=405, title=_("Not allowed"),
                                message=_("This address does not accept that kind of request.")), 405
-
-
-def role_label(role: str) -> str:
-    labels = {
-        "member": _("Member"),
-        "tenant_admin": _("Tenant administrator"),
-        "platform_admin": _("Platform administrator"),
-        "finance": _("Finance"),
-    }
-    return labels.get(role, role)

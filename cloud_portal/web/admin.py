@@ -14,7 +14,7 @@ from cloud_portal.errors import PortalError
 from cloud_portal.extensions import db
 from cloud_portal.tenants.models import Tenant
 from cloud_portal.tenants.service import list_tenants
-from cloud_portal.web import flash_error, redirect_on_error, role_label, roles_required
+from cloud_portal.web.common import flash_error, redirect_on_error, role_label, roles_required
 from cloud_portal.web.forms import AddUserForm, ConfirmForm, SetRoleForm
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")

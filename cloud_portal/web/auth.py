@@ -7,8 +7,8 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 
-from cloud_portal import languages
 from cloud_portal.accounts import service as accounts
+from cloud_portal.config import languages
 from cloud_portal.errors import SignInThrottled
 from cloud_portal.extensions import db
 from cloud_portal.web.forms import LanguageForm, SignInForm

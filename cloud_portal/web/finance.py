@@ -5,7 +5,7 @@ from flask import Blueprint, render_template
 
 from cloud_portal.catalog.service import get_catalog
 from cloud_portal.tenants.service import list_tenants
-from cloud_portal.web import roles_required
+from cloud_portal.web.common import roles_required
 
 bp = Blueprint("finance", __name__, url_prefix="/finance")
 

@@ -5,12 +5,9 @@ import time
 
 from flask import Blueprint, Response, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from sqlalchemy import func, select, text
 
-from cloud_portal.accounts.models import User
-from cloud_portal.extensions import csrf, db
-from cloud_portal.jobs.queue import queue_status
-from cloud_portal.tenants.models import Tenant
+from cloud_portal import health
+from cloud_portal.extensions import csrf
 
 bp = Blueprint("ops", __name__)
 csrf.exempt(bp)
@@ -36,19 +33,10 @@ def count_request(status: int) -> None:
         LATENCY.labels(endpoint).observe(time.perf_counter() - started)
 
 
-def _database_ok() -> tuple[bool, str | None]:
-    try:
-        db.session.execute(text("SELECT 1"))
-        return True, None
-    except Exception as exc:  # noqa: BLE001 - report, don't raise: that is the point of a health check
-        db.session.rollback()
-        return False, f"{type(exc).__name__}: {exc}"
-
-
 @bp.route("/healthz")
 def healthz():
-    db_ok, db_error = _database_ok()
-    queue = queue_status()
+    db_ok, db_error = health.database_status()
+    queue = health.queue_status()
     body = {"status": "ok" if db_ok and queue["ok"] else "failing",
             "database": {"ok": db_ok, **({"error": db_error} if db_error else {})},
             "queue": queue}
@@ -57,16 +45,14 @@ def healthz():
 
 @bp.route("/metrics")
 def metrics():
-    db_ok, _ = _database_ok()
+    db_ok, _ = health.database_status()
     UP.labels("database").set(1 if db_ok else 0)
     if db_ok:
-        counts = dict(db.session.execute(select(User.role, func.count()).where(User.active.is_(True))
-                                         .group_by(User.role)).all())
+        counts = health.active_users_by_role()
         for role in ("member", "tenant_admin", "platform_admin", "finance"):
             USERS.labels(role).set(counts.get(role, 0))
-        TENANTS.set(db.session.scalar(select(func.count()).select_from(Tenant).where(
-            Tenant.active.is_(True), Tenant.is_platform.is_(False))) or 0)
-    queue = queue_status()
+        TENANTS.set(health.active_member_tenants())
+    queue = health.queue_status()
     UP.labels("queue").set(1 if queue["ok"] else 0)
     if queue["ok"]:
         QUEUE_PENDING.set(queue["pending"])

@@ -11,7 +11,7 @@ from cloud_portal.catalog.service import get_catalog, vm_monthly_estimate
 from cloud_portal.extensions import db
 from cloud_portal.quotas.service import headroom, limits_for_tenants
 from cloud_portal.tenants.service import hall_names, list_tenants
-from cloud_portal.web import redirect_on_error
+from cloud_portal.web.common import redirect_on_error
 
 bp = Blueprint("portal", __name__)
 

@@ -20,7 +20,7 @@ from cloud_portal.quotas.models import QUOTA_RESOURCES, QuotaIncreaseRequest
 from cloud_portal.tenants.models import Tenant
 from cloud_portal.tenants.service import get_tenant_by_slug, list_tenants
 from cloud_portal.unit_of_work import commit
-from cloud_portal.web import flash_error, redirect_on_error, roles_required
+from cloud_portal.web.common import flash_error, redirect_on_error, roles_required
 from cloud_portal.web.forms import DecideIncreaseForm, IncreaseForm, LimitsForm
 
 bp = Blueprint("quotas", __name__)

@@ -30,7 +30,7 @@ from cloud_portal.provisioning.leases import latest_job
 from cloud_portal.quotas.service import headroom
 from cloud_portal.tenants.service import hall_names
 from cloud_portal.unit_of_work import commit
-from cloud_portal.web import flash_error, redirect_on_error, roles_required
+from cloud_portal.web.common import flash_error, redirect_on_error, roles_required
 from cloud_portal.web.forms import ConfirmForm, RejectForm, RequestForm, ResizeForm
 
 bp = Blueprint("servers", __name__)

@@ -95,7 +95,7 @@ def test_transient_error_is_retried_not_failed(cloud_app: Any, make_user: Any, u
 
 def test_worker_killed_mid_job_gives_exactly_one_server(cloud_app: Any, make_user: Any, sandbox_cloud: Any,
                                                        unique_name: Any, database_url: str, tmp_path: Path) -> None:
-    from cloud_portal.jobs.queue import configure_queue, huey
+    from cloud_portal.adapters.queue import configure_queue, huey
     cloud_app.config.update(QUEUE_IMMEDIATE=False, QUEUE_URL="", JOB_LEASE_SECONDS=5)
     configure_queue(cloud_app)
     huey.flush()

@@ -1,0 +1,64 @@
+"""What every blueprint shares: role checks, the page error redirect, flash and role labels.
+
+Blueprints import this module, never each other or the package (whose register_web imports
+every blueprint), so the import contracts can keep blueprints independent.
+"""
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import abort, flash, g
+from flask_babel import gettext as _
+from flask_login import current_user, login_required
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def roles_required(*roles: str) -> Callable[[F], F]:
+    """Signed-in users holding one of ``roles``; anyone else gets 403 (anonymous: the sign-in page)."""
+
+    def decorator(view: F) -> F:
+        @functools.wraps(view)
+        @login_required
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if current_user.role not in roles:
+                abort(403)
+            return view(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorator
+
+
+def flash_error(exc: Exception) -> None:
+    flash(str(exc), "error")
+
+
+def redirect_on_error(endpoint: str, *arg_names: str) -> Callable[[F], F]:
+    """A page action whose PortalError becomes a flash message on ``endpoint``.
+
+    ``arg_names`` are the view arguments ``endpoint``'s URL needs (e.g. "server_id"). The one
+    handler for PortalError (see register_web) rolls back, flashes and redirects there.
+    """
+
+    def decorator(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            g.error_redirect = (endpoint, {name: kwargs[name] for name in arg_names})
+            return view(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorator
+
+
+def role_label(role: str) -> str:
+    labels = {
+        "member": _("Member"),
+        "tenant_admin": _("Tenant administrator"),
+        "platform_admin": _("Platform administrator"),
+        "finance": _("Finance"),
+    }
+    return labels.get(role, role)
