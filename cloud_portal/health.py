@@ -28,7 +28,7 @@ def queue_status() -> dict[str, Any]:
 
 def active_users_by_role() -> dict[str, int]:
     return dict(db.session.execute(select(User.role, func.count()).where(User.active.is_(True))
-                                   .group_by(User.role)).all())  # type: ignore[arg-type]
+                                   .group_by(User.role)).all())
 
 
 def active_member_tenants() -> int:

@@ -8,6 +8,7 @@ into a failed request with a reason in plain words. Importing this module regist
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,22 +43,24 @@ def _tenant_limit() -> int:
     return int(current_app.config["TENANT_CONCURRENCY"])
 
 
+def _run_job(job: Callable[..., str], job_key: Any, task: Any) -> str:
+    """Run a domain job with the cloud and this attempt's settings; a busy tenant means try soon."""
+    try:
+        return job(job_key, cloud.required(), final_attempt=_final(task), tenant_limit=_tenant_limit())
+    except TenantBusy as exc:
+        raise RetryTask(str(exc), delay=1) from None
+
+
 @huey.task(retries=RETRIES, retry_delay=2, retry_backoff=2, context=True)
 @with_app_context
 def provision_request(request_id: int, task: Any = None) -> str:
-    try:
-        return provision(request_id, cloud.required(), final_attempt=_final(task), tenant_limit=_tenant_limit())
-    except TenantBusy as exc:
-        raise RetryTask(str(exc), delay=1) from None
+    return _run_job(provision, request_id, task)
 
 
 @huey.task(retries=RETRIES, retry_delay=2, retry_backoff=2, context=True)
 @with_app_context
 def act_on_server(job_id: str, task: Any = None) -> str:
-    try:
-        return perform_action(job_id, cloud.required(), final_attempt=_final(task), tenant_limit=_tenant_limit())
-    except TenantBusy as exc:
-        raise RetryTask(str(exc), delay=1) from None
+    return _run_job(perform_action, job_id, task)
 
 
 def enqueue_job(job: Job) -> None:

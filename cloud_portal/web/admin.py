@@ -14,7 +14,7 @@ from cloud_portal.errors import PortalError
 from cloud_portal.extensions import db
 from cloud_portal.tenants.models import Tenant
 from cloud_portal.tenants.service import list_tenants
-from cloud_portal.web.common import flash_error, redirect_on_error, role_label, roles_required
+from cloud_portal.web.common import redirect_on_error, role_label, roles_required, shown_on_form
 from cloud_portal.web.forms import AddUserForm, ConfirmForm, SetRoleForm
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -61,9 +61,7 @@ def users():
                                                display_name=form.display_name.data or "",
                                                role=form.role.data or "", tenant=tenant)
         except PortalError as exc:
-            db.session.rollback()
-            flash_error(exc)
-            status = 400
+            status = shown_on_form(exc)
         else:
             db.session.commit()
             flash(_("Added %(email)s. Their first password is %(password)s — give it to them "

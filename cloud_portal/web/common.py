@@ -36,6 +36,15 @@ def flash_error(exc: Exception) -> None:
     flash(str(exc), "error")
 
 
+def shown_on_form(exc: Exception) -> int:
+    """A form page's PortalError: roll back, show it above the form (which keeps what was
+    typed, so nothing is lost) and answer 400."""
+    from cloud_portal.extensions import db
+    db.session.rollback()
+    flash_error(exc)
+    return 400
+
+
 def redirect_on_error(endpoint: str, *arg_names: str) -> Callable[[F], F]:
     """A page action whose PortalError becomes a flash message on ``endpoint``.
 

@@ -20,7 +20,7 @@ from cloud_portal.quotas.models import QUOTA_RESOURCES, QuotaIncreaseRequest
 from cloud_portal.tenants.models import Tenant
 from cloud_portal.tenants.service import get_tenant_by_slug, list_tenants
 from cloud_portal.unit_of_work import commit
-from cloud_portal.web.common import flash_error, redirect_on_error, roles_required
+from cloud_portal.web.common import redirect_on_error, roles_required, shown_on_form
 from cloud_portal.web.forms import DecideIncreaseForm, IncreaseForm, LimitsForm
 
 bp = Blueprint("quotas", __name__)
@@ -88,10 +88,8 @@ def edit(slug: str):
                                           confirm_below_usage=bool(form.confirm_below_usage.data))
         except quotas.LimitsBelowUsage as exc:
             problems, status = exc.problems, 409
-        except PortalError as exc:  # shown on the form, which keeps what was typed
-            db.session.rollback()
-            flash_error(exc)
-            status = 400
+        except PortalError as exc:
+            status = shown_on_form(exc)
         else:
             flash(_("The limits of %(tenant)s are saved.", tenant=tenant.name_en), "success")
             if failed:
@@ -153,10 +151,8 @@ def new_increase():
             quotas.create_increase(current_user, {r: getattr(form, r).data for r in QUOTA_RESOURCES},
                                    form.reason.data or "")
             commit()
-        except PortalError as exc:  # shown on the form, which keeps what was typed
-            db.session.rollback()
-            flash_error(exc)
-            status = 400
+        except PortalError as exc:
+            status = shown_on_form(exc)
         else:
             flash(_("Your request for more quota is sent to the platform administrators. You will "
                     "see their decision here and by e-mail."), "success")

@@ -30,7 +30,7 @@ from cloud_portal.provisioning.leases import latest_job
 from cloud_portal.quotas.service import headroom
 from cloud_portal.tenants.service import hall_names
 from cloud_portal.unit_of_work import commit
-from cloud_portal.web.common import flash_error, redirect_on_error, roles_required
+from cloud_portal.web.common import redirect_on_error, roles_required, shown_on_form
 from cloud_portal.web.forms import ConfirmForm, RejectForm, RequestForm, ResizeForm
 
 bp = Blueprint("servers", __name__)
@@ -74,10 +74,8 @@ def new_request(kind: str):
                 image_key=form.image_key.data if kind == m.KIND_VM else None,
                 data_hall=form.data_hall.data or "", name=form.name.data or "")
             commit()
-        except PortalError as exc:  # shown on the form, which keeps what was typed
-            db.session.rollback()
-            flash_error(exc)
-            status = 400
+        except PortalError as exc:
+            status = shown_on_form(exc)
         else:
             if created.state == m.APPROVED:
                 flash(_("Your request is accepted and is being provisioned."), "success")
@@ -137,14 +135,19 @@ def request_progress(request_id: int):
     })
 
 
+def _request_changed(request_id: int, message: str) -> Any:
+    """After a decision on a request: commit (enqueueing its job), say so, back to its page."""
+    commit()
+    flash(message, "success")
+    return redirect(url_for("servers.show_request", request_id=request_id))
+
+
 @bp.route("/requests/<int:request_id>/approve", methods=["POST"])
 @roles_required("tenant_admin", "platform_admin")
 @redirect_on_error("servers.show_request", "request_id")
 def approve(request_id: int):
     orders.approve(current_user, request_id)
-    commit()
-    flash(_("Approved: provisioning has started."), "success")
-    return redirect(url_for("servers.show_request", request_id=request_id))
+    return _request_changed(request_id, _("Approved: provisioning has started."))
 
 
 @bp.route("/requests/<int:request_id>/reject", methods=["POST"])
@@ -152,9 +155,7 @@ def approve(request_id: int):
 @redirect_on_error("servers.show_request", "request_id")
 def reject(request_id: int):
     orders.reject(current_user, request_id, RejectForm().reason.data or "")
-    commit()
-    flash(_("Rejected; the requester sees your reason."), "success")
-    return redirect(url_for("servers.show_request", request_id=request_id))
+    return _request_changed(request_id, _("Rejected; the requester sees your reason."))
 
 
 @bp.route("/requests/<int:request_id>/cancel", methods=["POST"])
@@ -162,9 +163,7 @@ def reject(request_id: int):
 @redirect_on_error("servers.show_request", "request_id")
 def cancel(request_id: int):
     orders.cancel(current_user, request_id)
-    commit()
-    flash(_("The request is cancelled and its quota released."), "success")
-    return redirect(url_for("servers.show_request", request_id=request_id))
+    return _request_changed(request_id, _("The request is cancelled and its quota released."))
 
 
 @bp.route("/requests/<int:request_id>/clean-up", methods=["POST"])
