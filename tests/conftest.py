@@ -13,6 +13,7 @@ from sqlalchemy import create_engine, event, text
 
 from cloud_portal import create_app
 from cloud_portal.extensions import db as _db
+from tests.helpers import PASSWORD, create_user, sign_in
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TENANTS_FILE = REPO_ROOT / "tenants.yaml"
@@ -105,24 +106,10 @@ def synced(app: Any) -> None:
     _db.session.commit()
 
 
-PASSWORD = "correct horse battery"
-
-
 @pytest.fixture
 def make_user(app: Any, synced: None) -> Callable[..., Any]:
-    """make_user(role, tenant_slug) → a committed User with password PASSWORD."""
-    from cloud_portal.accounts.service import add_user
-    from cloud_portal.tenants.service import get_tenant_by_slug
-    counter = iter(range(1, 10_000))
-
-    def factory(role: str = "member", tenant: str = "torfaen", email: str | None = None) -> Any:
-        email = email or f"{role.replace('_', '-')}{next(counter)}.{tenant}@example.cymru"
-        user, _ = add_user(None, email=email, display_name=f"Test {role}", role=role,
-                           tenant=get_tenant_by_slug(tenant), password=PASSWORD)
-        _db.session.commit()
-        return user
-
-    return factory
+    """make_user(role, tenant_slug, email=None) → a committed User with password PASSWORD."""
+    return create_user
 
 
 class AuthActions:
@@ -130,7 +117,7 @@ class AuthActions:
         self.client = client
 
     def sign_in(self, email: str, password: str = PASSWORD, **extra: Any) -> Any:
-        return self.client.post("/sign-in", data={"email": email, "password": password, **extra})
+        return sign_in(self.client, email, password, **extra)
 
     def sign_out(self) -> Any:
         return self.client.post("/sign-out")

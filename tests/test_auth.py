@@ -8,7 +8,7 @@ import pytest
 
 from cloud_portal.accounts import service as accounts
 from cloud_portal.extensions import db
-from tests.conftest import PASSWORD
+from tests.helpers import sign_in
 
 
 def test_sign_in_and_out(client: Any, auth: Any, make_user: Any) -> None:
@@ -40,13 +40,13 @@ def test_sign_in_throttled_after_repeated_failures(make_app: Any, make_user: Any
     user = make_user("member")
     client = app.test_client()
     for _ in range(3):
-        assert client.post("/sign-in", data={"email": user.email, "password": "wrong"}).status_code == 401
-    blocked = client.post("/sign-in", data={"email": user.email, "password": PASSWORD})
+        assert sign_in(client, user.email, "wrong").status_code == 401
+    blocked = sign_in(client, user.email)
     assert blocked.status_code == 429
     assert b"Too many failed sign-in attempts. Wait 10 minutes" in blocked.data
     # Another account is not blocked by someone else's failures.
     other = make_user("member")
-    assert client.post("/sign-in", data={"email": other.email, "password": PASSWORD}).status_code == 302
+    assert sign_in(client, other.email).status_code == 302
 
 
 def test_throttle_window_passes(make_app: Any, make_user: Any) -> None:
@@ -57,12 +57,12 @@ def test_throttle_window_passes(make_app: Any, make_user: Any) -> None:
     user = make_user("member")
     client = app.test_client()
     for _ in range(2):
-        client.post("/sign-in", data={"email": user.email, "password": "wrong"})
-    assert client.post("/sign-in", data={"email": user.email, "password": PASSWORD}).status_code == 429
+        sign_in(client, user.email, "wrong")
+    assert sign_in(client, user.email).status_code == 429
     for attempt in db.session.query(SignInAttempt):
         attempt.at = attempt.at - timedelta(hours=1)
     db.session.commit()
-    assert client.post("/sign-in", data={"email": user.email, "password": PASSWORD}).status_code == 302
+    assert sign_in(client, user.email).status_code == 302
 
 
 def test_disabling_ends_existing_sessions(client: Any, auth: Any, make_user: Any) -> None:
@@ -104,12 +104,11 @@ def test_csrf_rejects_forms_without_a_valid_token(make_app: Any, make_user: Any)
     user = make_user("tenant_admin")
     client = app.test_client()
     # Without a token the sign-in form is refused and nobody is signed in.
-    refused = client.post("/sign-in", data={"email": user.email, "password": PASSWORD})
+    refused = sign_in(client, user.email)
     assert refused.status_code == 400
     assert client.get("/").status_code == 302
     token = _csrf_token(client.get("/sign-in").data)
-    assert client.post("/sign-in", data={"email": user.email, "password": PASSWORD,
-                                         "csrf_token": token}).status_code == 302
+    assert sign_in(client, user.email, csrf_token=token).status_code == 302
     # Signed in, a state-changing admin form with a forged token is refused with a clear page.
     victim = make_user("member")
     forged = client.post(f"/admin/users/{victim.id}/disable", data={"csrf_token": "forged"})
@@ -127,7 +126,7 @@ def test_csrf_rejects_forms_without_a_valid_token(make_app: Any, make_user: Any)
 def test_session_cookie_flags(make_app: Any, make_user: Any, env: str, secure: bool) -> None:
     app = make_app(ENV=env, SECRET_KEY="k" * 48)
     user = make_user("member")
-    response = app.test_client().post("/sign-in", data={"email": user.email, "password": PASSWORD})
+    response = sign_in(app.test_client(), user.email)
     cookie = response.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
     assert ("Secure" in cookie) is secure

@@ -8,13 +8,13 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from cloud_portal.accounts.service import add_user, create_api_token
+from cloud_portal.accounts.service import create_api_token
 from cloud_portal.extensions import db
 from cloud_portal.provisioning import models as m
 from cloud_portal.quotas import service as quotas
 from cloud_portal.quotas.models import RESERVATION_OPEN, QuotaReservation
 from cloud_portal.tenants.service import get_tenant_by_slug
-from tests.conftest import PASSWORD
+from tests.helpers import create_user
 
 ATTEMPTS, ROOM = 50, 10
 
@@ -27,17 +27,14 @@ def test_fifty_concurrent_api_requests_room_for_ten(make_app: Callable[..., Any]
         from tests.conftest import TENANTS_FILE
         sync_tenants(load_tenants_file(TENANTS_FILE))
         db.session.commit()
-        admin, _ = add_user(None, email="admin@cwmwl.example", display_name="A", role="platform_admin",
-                            tenant=get_tenant_by_slug("platform"), password=PASSWORD)
-        db.session.commit()
+        admin = create_user("platform_admin", "platform", email="admin@cwmwl.example")
         torfaen = get_tenant_by_slug("torfaen")
         limits = quotas.limits_for_tenant(torfaen.id)
         # Room for exactly ROOM servers; per-person limits out of the way (each thread is its own person).
         quotas.set_limits(admin, torfaen, {**limits.tenant, "instances": ROOM}, dict.fromkeys(limits.per_user))
         tokens = []
         for i in range(ATTEMPTS):
-            user, _ = add_user(None, email=f"m{i}@torfaen.example", display_name="M", role="member",
-                               tenant=torfaen, password=PASSWORD)
+            user = create_user("member", "torfaen", email=f"m{i}@torfaen.example")
             tokens.append(create_api_token(None, user, "load"))
         db.session.commit()
         tenant_id = torfaen.id

@@ -2,7 +2,6 @@
 with a reason the requester sees in the portal and by e-mail (a local SMTP server), and the API."""
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Callable, Iterator
 from email import message_from_bytes
@@ -18,7 +17,7 @@ from cloud_portal.extensions import db
 from cloud_portal.quotas import service as quotas
 from cloud_portal.quotas.models import QuotaIncreaseRequest
 from cloud_portal.tenants.service import get_tenant_by_slug
-from tests.conftest import PASSWORD
+from tests.helpers import create_user, free_port, signed_in_client
 
 
 class Inbox:
@@ -38,15 +37,9 @@ class Inbox:
         return self.messages
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def smtp() -> Iterator[tuple[Inbox, int]]:
-    inbox, port = Inbox(), _free_port()
+    inbox, port = Inbox(), free_port()
     controller = Controller(inbox, hostname="127.0.0.1", port=port)
     controller.start()
     yield inbox, port
@@ -65,20 +58,6 @@ def mail_app(make_app: Callable[..., Any], smtp: tuple[Inbox, int]) -> Iterator[
         yield app
 
 
-def _user(role: str, tenant: str, email: str) -> Any:
-    from cloud_portal.accounts.service import add_user
-    user, _ = add_user(None, email=email, display_name="T", role=role, tenant=get_tenant_by_slug(tenant),
-                       password=PASSWORD)
-    db.session.commit()
-    return user
-
-
-def _sign_in(app: Any, email: str) -> Any:
-    client = app.test_client()
-    client.post("/sign-in", data={"email": email, "password": PASSWORD})
-    return client
-
-
 def _fill_tenant(tenant_slug: str, admin: Any, instances: int) -> None:
     """Set the tenant's instance limit to ``instances`` and the per-person one out of the way."""
     tenant = get_tenant_by_slug(tenant_slug)
@@ -89,10 +68,10 @@ def _fill_tenant(tenant_slug: str, admin: Any, instances: int) -> None:
 
 def test_blocked_form_offers_prefilled_increase_and_approval_raises(mail_app: Any, smtp: Any) -> None:
     inbox, _ = smtp
-    admin = _user("platform_admin", "platform", "admin@cwmwl.example")
-    member = _user("member", "torfaen", "alys@torfaen.example")
+    admin = create_user("platform_admin", "platform", email="admin@cwmwl.example")
+    member = create_user("member", "torfaen", email="alys@torfaen.example")
     _fill_tenant("torfaen", admin, 0)
-    member_client = _sign_in(mail_app, member.email)
+    member_client = signed_in_client(mail_app, member.email)
     form = member_client.get("/requests/new/vm").get_data(as_text=True)
     assert "Ask for more" in form and "/quotas/increase/new?instances=1" in form
     page = member_client.get("/quotas/increase/new?instances=1&vcpus=2").get_data(as_text=True)
@@ -103,7 +82,7 @@ def test_blocked_form_offers_prefilled_increase_and_approval_raises(mail_app: An
     assert increase.wanted() == {"instances": 3} and increase.state == "open"
     assert "Waiting for a platform administrator" in member_client.get("/quotas/increases").get_data(as_text=True)
 
-    admin_client = _sign_in(mail_app, admin.email)
+    admin_client = signed_in_client(mail_app, admin.email)
     queue = admin_client.get("/admin/quotas/increases").get_data(as_text=True)
     assert "Election count servers" in queue
     assert member_client.post(f"/admin/quotas/increases/{increase.id}/approve", data={}).status_code == 403
@@ -124,11 +103,11 @@ def test_blocked_form_offers_prefilled_increase_and_approval_raises(mail_app: An
 
 def test_decline_with_reason_reaches_the_requester(mail_app: Any, smtp: Any) -> None:
     inbox, _ = smtp
-    admin = _user("platform_admin", "platform", "admin@cwmwl.example")
-    member = _user("member", "monmouthshire", "bryn@mon.example")
+    admin = create_user("platform_admin", "platform", email="admin@cwmwl.example")
+    member = create_user("member", "monmouthshire", email="bryn@mon.example")
     increase = quotas.create_increase(member, {"vcpus": 64}, "Data warehouse")
     db.session.commit()
-    admin_client = _sign_in(mail_app, admin.email)
+    admin_client = signed_in_client(mail_app, admin.email)
     # A reason is required to decline.
     admin_client.post(f"/admin/quotas/increases/{increase.id}/decline", data={"reason": ""})
     db.session.expire_all()
@@ -137,7 +116,7 @@ def test_decline_with_reason_reaches_the_requester(mail_app: Any, smtp: Any) -> 
                       data={"reason": "The education hall is full until March"})
     db.session.expire_all()
     assert db.session.get(QuotaIncreaseRequest, increase.id).state == "declined"
-    mine = _sign_in(mail_app, member.email).get("/quotas/increases").get_data(as_text=True)
+    mine = signed_in_client(mail_app, member.email).get("/quotas/increases").get_data(as_text=True)
     assert "Declined" in mine and "The education hall is full until March" in mine
     message = inbox.wait()[0]
     assert message["To"] == member.email and "declined" in message["Subject"]
@@ -146,18 +125,18 @@ def test_decline_with_reason_reaches_the_requester(mail_app: Any, smtp: Any) -> 
 
 
 def test_mail_failure_keeps_the_decision(make_app: Callable[..., Any]) -> None:
-    app = make_app(SMTP_HOST="127.0.0.1", SMTP_PORT=_free_port())  # nothing listens there
+    app = make_app(SMTP_HOST="127.0.0.1", SMTP_PORT=free_port())  # nothing listens there
     with app.app_context():
         from cloud_portal.tenants.config_file import load_tenants_file
         from cloud_portal.tenants.service import sync_tenants
         from tests.conftest import TENANTS_FILE
         sync_tenants(load_tenants_file(TENANTS_FILE))
         db.session.commit()
-        admin = _user("platform_admin", "platform", "admin@cwmwl.example")
-        member = _user("member", "torfaen", "alys@torfaen.example")
+        admin = create_user("platform_admin", "platform", email="admin@cwmwl.example")
+        member = create_user("member", "torfaen", email="alys@torfaen.example")
         increase = quotas.create_increase(member, {"desktops": 5}, "Contact centre")
         db.session.commit()
-        response = _sign_in(app, admin.email).post(f"/admin/quotas/increases/{increase.id}/decline",
+        response = signed_in_client(app, admin.email).post(f"/admin/quotas/increases/{increase.id}/decline",
                                                     data={"reason": "Use the pool"})
         assert response.status_code == 302
         db.session.expire_all()
@@ -166,10 +145,10 @@ def test_mail_failure_keeps_the_decision(make_app: Callable[..., Any]) -> None:
 
 def test_quota_api(mail_app: Any, smtp: Any) -> None:
     inbox, _ = smtp
-    admin = _user("platform_admin", "platform", "admin@cwmwl.example")
-    member = _user("member", "torfaen", "alys@torfaen.example")
-    tenant_admin = _user("tenant_admin", "torfaen", "ta@torfaen.example")
-    other_admin = _user("tenant_admin", "gwent-police", "ta@police.example")
+    admin = create_user("platform_admin", "platform", email="admin@cwmwl.example")
+    member = create_user("member", "torfaen", email="alys@torfaen.example")
+    tenant_admin = create_user("tenant_admin", "torfaen", email="ta@torfaen.example")
+    other_admin = create_user("tenant_admin", "gwent-police", email="ta@police.example")
     tokens = {u.email: create_api_token(None, u, "t") for u in (admin, member, tenant_admin, other_admin)}
     db.session.commit()
     client = mail_app.test_client()
@@ -224,7 +203,7 @@ def test_openstack_quota_refusal_becomes_a_finding(make_app: Callable[..., Any])
         from tests.conftest import TENANTS_FILE
         sync_tenants(load_tenants_file(TENANTS_FILE))
         db.session.commit()
-        member = _user("member", "torfaen", "alys@torfaen.example")
+        member = create_user("member", "torfaen", email="alys@torfaen.example")
         order = requests.submit_request(member, kind="vm", catalog_key="small", image_key="debian-12",
                                         data_hall="local-government", name="web-1")
         db.session.commit()

@@ -13,6 +13,7 @@ from cloud_portal.extensions import db
 from cloud_portal.provisioning import models as m
 from cloud_portal.provisioning.validation import validate_hostname
 from cloud_portal.quotas.service import usage_for_tenant
+from tests.helpers import create_user, sign_in
 
 
 @pytest.mark.parametrize("name", ["web-01", "A1", "x" * 63, "db"])
@@ -43,22 +44,14 @@ def queued_app(make_app: Any, tmp_path: Any) -> Any:
         yield app
 
 
-def _user(role: str, tenant: str) -> Any:
-    from cloud_portal.accounts.service import add_user
-    from cloud_portal.tenants.service import get_tenant_by_slug
-    user, _ = add_user(None, email=f"{role}.{tenant}@t.cymru", display_name="T", role=role,
-                       tenant=get_tenant_by_slug(tenant), password="correct horse battery")
-    db.session.commit()
-    return user
-
-
 def test_request_form_and_queueing(queued_app: Any) -> None:
     from cloud_portal.adapters.queue import huey
-    member = _user("member", "torfaen")
+    member = create_user("member", "torfaen")
     client = queued_app.test_client()
-    client.post("/sign-in", data={"email": member.email, "password": "correct horse battery"})
+    sign_in(client, member.email)
     form = client.get("/requests/new/vm").get_data(as_text=True)
-    assert "Room left" in form and "cc.small" not in form or "Small" in form
+    # The form shows the tenant's headroom and the sizes by their names, never the flavor names.
+    assert "Room left" in form and "Small" in form and "cc.small" not in form
     huey.flush()
     response = client.post("/requests/new/vm", data={"name": "Web-01", "catalog_key": "small",
                                                      "image_key": "debian-12", "data_hall": "local-government"})
@@ -76,9 +69,9 @@ def test_request_form_and_queueing(queued_app: Any) -> None:
 
 
 def test_desktop_and_threshold(queued_app: Any) -> None:
-    member = _user("member", "blaenau-gwent")
+    member = create_user("member", "blaenau-gwent")
     client = queued_app.test_client()
-    client.post("/sign-in", data={"email": member.email, "password": "correct horse battery"})
+    sign_in(client, member.email)
     client.post("/requests/new/vm", data={"name": "big", "catalog_key": "xlarge", "image_key": "rocky-9",
                                           "data_hall": "local-government"})
     client.post("/requests/new/desktop", data={"name": "desk", "catalog_key": "office-windows",
@@ -90,15 +83,15 @@ def test_desktop_and_threshold(queued_app: Any) -> None:
 
 
 def test_other_tenants_requests_are_invisible(queued_app: Any) -> None:
-    member = _user("member", "torfaen")
-    outsider = _user("tenant_admin", "nhs-wales")
+    member = create_user("member", "torfaen")
+    outsider = create_user("tenant_admin", "nhs-wales")
     client = queued_app.test_client()
-    client.post("/sign-in", data={"email": member.email, "password": "correct horse battery"})
+    sign_in(client, member.email)
     client.post("/requests/new/vm", data={"name": "mine", "catalog_key": "small", "image_key": "debian-12",
                                           "data_hall": "local-government"})
     request_id = db.session.scalar(select(m.ServerRequest.id))
     other = queued_app.test_client()
-    other.post("/sign-in", data={"email": outsider.email, "password": "correct horse battery"})
+    sign_in(other, outsider.email)
     assert other.get(f"/requests/{request_id}").status_code == 404
     assert other.post(f"/requests/{request_id}/cancel").status_code == 302
     db.session.expire_all()
@@ -106,7 +99,7 @@ def test_other_tenants_requests_are_invisible(queued_app: Any) -> None:
 
 
 def test_api_requires_a_valid_token(queued_app: Any) -> None:
-    member = _user("member", "torfaen")
+    member = create_user("member", "torfaen")
     client = queued_app.test_client()
     assert client.get("/api/v1/me").status_code == 401
     assert client.get("/api/v1/me", headers={"Authorization": "Bearer cwc_nonsense"}).status_code == 401
@@ -128,7 +121,7 @@ def test_api_requires_a_valid_token(queued_app: Any) -> None:
 
 def test_quota_refusal_through_the_api(queued_app: Any) -> None:
     from cloud_portal.quotas.models import QuotaLimit
-    member = _user("member", "torfaen")
+    member = create_user("member", "torfaen")
     limit = db.session.scalar(select(QuotaLimit).where(QuotaLimit.tenant_id == member.tenant_id,
                                                        QuotaLimit.scope == "tenant", QuotaLimit.resource == "instances"))
     limit.limit = 1

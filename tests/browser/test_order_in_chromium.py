@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests.browser.test_pages_in_chromium import SHOTS, _free_port, _sign_in
+from tests.browser.test_pages_in_chromium import SHOTS, _sign_in
 from tests.conftest import TENANTS_FILE
+from tests.helpers import free_port, wait_for_healthz
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -35,21 +35,16 @@ def cloud_portal(sandbox_cloud: Any, tmp_path_factory: pytest.TempPathFactory) -
     made = subprocess.run(cli + ["users", "add", email, "--name", "Ceri Morgan", "--role", "member", "--tenant",
                                  "torfaen"], env=env, capture_output=True, text=True, timeout=120, check=True)
     password = made.stdout.split("password: ")[1].strip()
-    port = _free_port()
+    port = free_port()
     gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or "gunicorn"
     web = subprocess.Popen([gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4",
                             "--no-control-socket", "cloud_portal:create_app()"], env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     worker = subprocess.Popen(cli + ["worker", "--threads", "2"], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(150):
-            try:
-                urllib.request.urlopen(base + "/healthz", timeout=2)  # noqa: S310 - loopback
-                break
-            except OSError:
-                time.sleep(0.2)
+        wait_for_healthz(base, web)
         yield {"base": base, "email": email, "password": password}
     finally:
         for proc in (web, worker):

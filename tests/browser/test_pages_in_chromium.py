@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,17 +15,12 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO_ROOT, TENANTS_FILE
+from tests.helpers import free_port, wait_for_healthz
 
 pytestmark = pytest.mark.browser
 SHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -48,23 +40,14 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         parts = line.split()
         if len(parts) == 3 and "@" in parts[0]:
             passwords[parts[0]] = parts[2]
-    port = _free_port()
+    port = free_port()
     gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent))
     server = subprocess.Popen([gunicorn or "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2",
                                "--no-control-socket", "cloud_portal:create_app()"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(base + "/healthz", timeout=2) as response:  # noqa: S310 - loopback
-                    if response.status == 200:
-                        break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"gunicorn did not serve /healthz: {server.stderr.read() if server.stderr else ''}")
-                time.sleep(0.3)
+        wait_for_healthz(base, server)
         yield {"base": base, "passwords": passwords}
     finally:
         server.terminate()

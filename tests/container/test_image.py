@@ -10,7 +10,6 @@ import json
 import os
 import secrets
 import shlex
-import socket
 import subprocess
 import time
 import urllib.error
@@ -20,6 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.container
 
@@ -96,12 +97,6 @@ def containers(podman: Podman) -> Iterator[list[str]]:
             podman("rm", "--force", "--time", "10", name, timeout=60, check=False)
 
 
-def _free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _get(url: str) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - http://127.0.0.1 only
@@ -130,7 +125,7 @@ def _wait_for_health(podman: Podman, name: str, url: str, timeout: float = 120) 
 
 def test_image_serves_the_portal_as_non_root(podman: Podman, image: str, containers: list[str]) -> None:
     name = f"cloud-portal-test-{uuid.uuid4().hex[:8]}"
-    port = _free_loopback_port()
+    port = free_port()
     containers.append(name)
     podman("run", "--detach", "--name", name, "--network=host",
            "--env", f"CLOUD_PORTAL_SECRET_KEY={secrets.token_urlsafe(48)}",

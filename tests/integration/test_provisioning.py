@@ -13,6 +13,7 @@ from cloud_portal.extensions import db
 from cloud_portal.provisioning import models as m
 from cloud_portal.quotas.models import QuotaReservation
 from cloud_portal.quotas.service import usage_for_tenant
+from tests.helpers import sign_in
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +35,7 @@ def test_web_request_to_active_then_lifecycle(cloud_app: Any, make_user: Any, sa
                                              unique_name: Any) -> None:
     member = make_user("member", "torfaen")
     client = cloud_app.test_client()
-    client.post("/sign-in", data={"email": member.email, "password": "correct horse battery"})
+    sign_in(client, member.email)
     name = unique_name("web")
     response = client.post("/requests/new/vm", data={"name": name, "catalog_key": "small", "image_key": "debian-12",
                                                      "data_hall": "local-government"})
@@ -104,14 +105,14 @@ def test_approval_path(cloud_app: Any, make_user: Any, unique_name: Any) -> None
     names = [unique_name("big"), unique_name("big")]
     for person, name in zip((member, colleague), names, strict=True):  # 8 vCPUs is over Blaenau Gwent's threshold of 4
         client = cloud_app.test_client()
-        client.post("/sign-in", data={"email": person.email, "password": "correct horse battery"})
+        sign_in(client, person.email)
         client.post("/requests/new/vm", data={"name": name, "catalog_key": "xlarge", "image_key": "rocky-9",
                                               "data_hall": "local-government"})
     waiting = list(db.session.scalars(select(m.ServerRequest).order_by(m.ServerRequest.id)))
     assert [r.state for r in waiting] == ["pending_approval", "pending_approval"]
     assert usage_for_tenant(member.tenant_id)["vcpus"] == 16  # held while waiting
     client = cloud_app.test_client()
-    client.post("/sign-in", data={"email": admin.email, "password": "correct horse battery"})
+    sign_in(client, admin.email)
     assert names[0] in client.get("/approvals").get_data(as_text=True)
     client.post(f"/requests/{waiting[0].id}/approve")
     client.post(f"/requests/{waiting[1].id}/reject", data={"reason": "Use a large size instead, please."})
@@ -121,10 +122,10 @@ def test_approval_path(cloud_app: Any, make_user: Any, unique_name: Any) -> None
     assert rejected.state == "rejected" and rejected.reason == "Use a large size instead, please."
     assert usage_for_tenant(member.tenant_id)["vcpus"] == 8
     client.post("/sign-out")
-    client.post("/sign-in", data={"email": colleague.email, "password": "correct horse battery"})
+    sign_in(client, colleague.email)
     assert "Use a large size instead, please." in client.get(f"/requests/{waiting[1].id}").get_data(as_text=True)
     client.post("/sign-out")
-    client.post("/sign-in", data={"email": member.email, "password": "correct horse battery"})
+    sign_in(client, member.email)
     server = _server_row(names[0])
     client.post(f"/servers/{server.id}/delete")
     assert _server_row(names[0]).status == "DELETED"
@@ -158,7 +159,7 @@ def test_hostile_names_refused_before_anything(cloud_app: Any, make_user: Any, t
     assert response.status_code == 400
     assert message in response.get_json()["error"]
     web = cloud_app.test_client()
-    web.post("/sign-in", data={"email": member.email, "password": "correct horse battery"})
+    sign_in(web, member.email)
     page = web.post("/requests/new/vm", data={"name": name, "catalog_key": "small", "image_key": "debian-12",
                                               "data_hall": "local-government"})
     assert page.status_code == 400
@@ -171,7 +172,7 @@ def test_hostile_names_refused_before_anything(cloud_app: Any, make_user: Any, t
 def test_data_hall_not_allowed_is_refused(cloud_app: Any, make_user: Any) -> None:
     member = make_user("member", "torfaen")
     client = cloud_app.test_client()
-    client.post("/sign-in", data={"email": member.email, "password": "correct horse battery"})
+    sign_in(client, member.email)
     page = client.post("/requests/new/vm", data={"name": "evidence-store", "catalog_key": "small",
                                                  "image_key": "debian-12", "data_hall": "police"})
     assert page.status_code == 400

@@ -5,12 +5,12 @@ from typing import Any
 
 import pytest
 
-from cloud_portal.accounts.service import add_user
 from cloud_portal.adapters.cloud import CloudContext
 from cloud_portal.extensions import db
 from cloud_portal.quotas import service as quotas
 from cloud_portal.tenants.cloud_sync import project_name, sync_tenants_to_cloud
 from cloud_portal.tenants.service import get_tenant_by_slug
+from tests.helpers import create_user, sign_in
 
 pytestmark = pytest.mark.integration
 
@@ -21,9 +21,7 @@ def _nova_quota(conn: Any, project: str) -> Any:
 
 
 def test_edited_limits_are_set_on_nova(cloud_app: Any, sandbox_cloud: Any) -> None:
-    admin, _ = add_user(None, email="quota-admin@cwmwl.example", display_name="Q", role="platform_admin",
-                        tenant=get_tenant_by_slug("platform"), password="correct horse battery")
-    db.session.commit()
+    admin = create_user("platform_admin", "platform", email="quota-admin@cwmwl.example")
     tenant = get_tenant_by_slug("blaenau-gwent")
     original = quotas.limits_for_tenant(tenant.id)
     ctx = CloudContext.from_settings(dict(cloud_app.config), cloud_app.instance_path)
@@ -47,13 +45,11 @@ def test_edited_limits_are_set_on_nova(cloud_app: Any, sandbox_cloud: Any) -> No
 
 def test_web_edit_syncs_openstack(cloud_app: Any, sandbox_cloud: Any) -> None:
     """The admin page pushes the change to OpenStack in the same request."""
-    admin, _ = add_user(None, email="quota-admin2@cwmwl.example", display_name="Q", role="platform_admin",
-                        tenant=get_tenant_by_slug("platform"), password="correct horse battery")
-    db.session.commit()
+    admin = create_user("platform_admin", "platform", email="quota-admin2@cwmwl.example")
     tenant = get_tenant_by_slug("monmouthshire")
     original = quotas.limits_for_tenant(tenant.id)
     client = cloud_app.test_client()
-    client.post("/sign-in", data={"email": admin.email, "password": "correct horse battery"})
+    sign_in(client, admin.email)
 
     def form(limits: dict[str, Any]) -> dict[str, Any]:
         data = {f"tenant_{r}": v for r, v in limits.items()}

@@ -1,0 +1,63 @@
+"""Helpers shared by the tests: one user factory, one sign-in, one free port, one wait for a server."""
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+import urllib.request
+from itertools import count
+from typing import Any
+
+import pytest
+
+PASSWORD = "correct horse battery"
+_serial = count(1)
+
+
+def create_user(role: str = "member", tenant: str = "torfaen", email: str | None = None) -> Any:
+    """A committed account with password PASSWORD, in the current app context (tenants synced)."""
+    from cloud_portal.accounts.service import add_user
+    from cloud_portal.extensions import db
+    from cloud_portal.tenants.service import get_tenant_by_slug
+    email = email or f"{role.replace('_', '-')}{next(_serial)}.{tenant}@example.cymru"
+    user, _ = add_user(None, email=email, display_name=f"Test {role}", role=role,
+                       tenant=get_tenant_by_slug(tenant), password=PASSWORD)
+    db.session.commit()
+    return user
+
+
+def sign_in(client: Any, email: str, password: str = PASSWORD, **extra: Any) -> Any:
+    """Sign ``client`` (a Flask test client) in through the sign-in form; returns the response."""
+    return client.post("/sign-in", data={"email": email, "password": password, **extra})
+
+
+def signed_in_client(app: Any, email: str, password: str = PASSWORD) -> Any:
+    """A new test client of ``app``, signed in as ``email``."""
+    client = app.test_client()
+    sign_in(client, email, password)
+    return client
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_healthz(base: str, process: subprocess.Popen[Any], timeout_s: float = 60) -> None:
+    """Wait until ``base``/healthz answers 200; FAIL the test (with the server's errors) if the
+    process exits or the time runs out, so a server that never came up cannot pass unnoticed."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(base + "/healthz", timeout=2) as response:  # noqa: S310 - loopback
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            stderr = process.stderr.read() if process.stderr else ""
+            pytest.fail(f"{base}/healthz did not answer 200 within {timeout_s:.0f}s "
+                        f"(exit code {process.poll()}): {stderr}", pytrace=False)
+        time.sleep(0.2)
