@@ -4,6 +4,7 @@ from __future__ import annotations
 import secrets
 import sys
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -262,6 +263,46 @@ def reconcile() -> None:
         click.echo(f"{len(report.updated)} updated, {len(report.findings)} new findings, "
                    f"{len(report.resumed_jobs)} jobs resumed, {len(report.failed_jobs)} jobs failed")
     _run(run)
+
+
+@main.group()
+def billing() -> None:
+    """Monthly charges: close a month, a person's statement, exports."""
+
+
+@billing.command("close")
+@click.argument("month")
+def billing_close(month: str) -> None:
+    """Close MONTH (YYYY-MM): write its final statement lines. Refused, saying why, until it can be."""
+    from cloud_portal.billing.months import close_month
+
+    def close() -> None:
+        result = close_month(month, "cli")
+        state = "was already closed" if result.already_closed else "closed"
+        click.echo(f"{month} {state}: {len(result.lines)} lines, £{result.total:,.2f}"
+                   + (f" ({result.adjustments} adjustments to earlier months)" if result.adjustments else ""))
+    _run(close)
+
+
+@billing.command("statement")
+@click.argument("email")
+@click.option("--month", required=True, help="YYYY-MM")
+def billing_statement(email: str, month: str) -> None:
+    """A person's charges for a month (month to date while it is open)."""
+    from cloud_portal.accounts.service import get_user_by_email
+    from cloud_portal.billing.months import statement
+
+    def show() -> None:
+        user = get_user_by_email(email)
+        closed, lines = statement(month, owner_id=user.id)
+        click.echo(f"{user.email}, {month} ({'closed' if closed else 'open: month to date'})")
+        total = Decimal("0.00")
+        for line in lines:
+            click.echo(f"  server {line.server_id:<6} {line.component:8} {line.quantity:>14.4f} {line.unit:15} "
+                       f"£{line.amount:>9,.2f}")
+            total += line.amount
+        click.echo(f"  total £{total:,.2f}")
+    _run(show)
 
 
 @main.command("demo-accounts")

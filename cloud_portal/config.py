@@ -55,6 +55,8 @@ DEFAULTS: dict[str, Any] = {
     "SIGNIN_WINDOW_SECONDS": 900,
     #: Languages offered in the switch; the first is the default.
     "LANGUAGES": "en,cy",
+    # Billing months are calendar months in this time zone (an IANA name).
+    "BILLING_TIMEZONE": "Europe/London",
     #: Cookie flags; SESSION_COOKIE_SECURE defaults to True in production.
     "SESSION_COOKIE_SECURE": None,
     "SESSION_LIFETIME_SECONDS": 8 * 3600,
@@ -133,6 +135,12 @@ def check_settings(settings: Mapping[str, Any]) -> None:
                 "ACTION_TIMEOUT_SECONDS", "JOB_LEASE_SECONDS", "TENANT_CONCURRENCY", "ARTIFACT_KEEP_DAYS"):
         if int(settings[key]) < 1:
             raise InvalidConfig(f"{key}={settings[key]!r}: must be at least 1")
+    try:
+        from zoneinfo import ZoneInfo
+        ZoneInfo(str(settings["BILLING_TIMEZONE"]))
+    except (KeyError, ValueError) as exc:
+        raise InvalidConfig(f"BILLING_TIMEZONE={settings['BILLING_TIMEZONE']!r}: not a time zone name "
+                            f"such as Europe/London ({exc})") from None
     queue_url = settings.get("QUEUE_URL") or ""
     if queue_url and not queue_url.startswith(("redis://", "rediss://", "unix://")):
         raise InvalidConfig(f"QUEUE_URL={queue_url!r}: expected empty (SQLite) or a redis:// URL")

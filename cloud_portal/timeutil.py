@@ -1,14 +1,37 @@
 """UTC, timezone-aware time helpers (the database stores UTC; SQLite drops tzinfo, we put it back)."""
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from sqlalchemy import DateTime
 from sqlalchemy.types import TypeDecorator
 
+_clock: Callable[[], datetime] | None = None
+
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """Now, in UTC: the portal's one clock (tests move it with :func:`frozen_at`)."""
+    return _clock() if _clock is not None else datetime.now(UTC)
+
+
+@contextmanager
+def frozen_at(moment: datetime) -> Iterator[Callable[[datetime], None]]:
+    """Make :func:`utcnow` return ``moment`` inside the block; the yielded function moves it."""
+    global _clock
+    if moment.tzinfo is None:
+        raise ValueError("frozen_at needs an aware datetime")
+    now = [moment]
+
+    def move(to: datetime) -> None:
+        now[0] = to
+
+    previous, _clock = _clock, (lambda: now[0])
+    try:
+        yield move
+    finally:
+        _clock = previous
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -1,0 +1,1 @@
+"""Billing: the usage ledger, versioned rates, monthly charges per person and month close."""

@@ -1,9 +1,10 @@
 """What can be ordered (VM sizes, images, desktop templates) and what it costs (the rate card)."""
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import Boolean, Integer, Numeric, String
+from sqlalchemy import Boolean, Date, Integer, Numeric, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cloud_portal.extensions import db
@@ -74,4 +75,17 @@ class Rate(db.Model):  # type: ignore[name-defined]
     #: vcpu_hour, ram_gb_hour or disk_gb_month.
     key: Mapped[str] = mapped_column(String(40), unique=True)
     #: Price per unit in GBP (fractions of a penny allowed; statements round once per line).
+    price: Mapped[Decimal] = mapped_column(Numeric(12, 5))
+
+
+class RateVersion(db.Model):  # type: ignore[name-defined]
+    """One price from a date on: vcpu_hour, ram_gb_hour, disk_gb_month, or desktop:<template>."""
+
+    __tablename__ = "rate_versions"
+    __table_args__ = (UniqueConstraint("key", "effective_from"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(80))
+    #: First day the price applies (a calendar date in BILLING_TIMEZONE).
+    effective_from: Mapped[date] = mapped_column(Date)
     price: Mapped[Decimal] = mapped_column(Numeric(12, 5))

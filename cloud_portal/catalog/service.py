@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 
 from sqlalchemy import select
 
-from cloud_portal.catalog.models import DesktopTemplate, Image, Rate, VmSize
+from cloud_portal.catalog.models import DesktopTemplate, Image, Rate, RateVersion, VmSize
 from cloud_portal.extensions import db
 
 HOURS_PER_MONTH = Decimal(730)  # the usual cloud convention: 8,760 hours / 12
@@ -38,3 +39,34 @@ def vm_monthly_estimate(size: VmSize, rates: dict[str, Decimal]) -> Decimal:
         (Decimal(size.ram_mib) / 1024) * rates.get("ram_gb_hour", Decimal(0))
     total = hourly * HOURS_PER_MONTH + size.disk_gb * rates.get("disk_gb_month", Decimal(0))
     return total.quantize(Decimal("0.01"), rounding="ROUND_HALF_UP")
+
+
+def rate_versions() -> dict[str, list[tuple[date, Decimal]]]:
+    """Rate key (vcpu_hour, ram_gb_hour, disk_gb_month, desktop:<template>) → [(from, price)] by date."""
+    out: dict[str, list[tuple[date, Decimal]]] = {}
+    for row in db.session.scalars(select(RateVersion).order_by(RateVersion.key, RateVersion.effective_from)):
+        out.setdefault(row.key, []).append((row.effective_from, row.price))
+    return out
+
+
+def replace_rate_versions(wanted: dict[tuple[str, date], Decimal]) -> list[str]:
+    """Make the stored rate versions exactly ``wanted`` ((key, from) → price); returns what changed.
+
+    Part of ``tenants sync`` (the caller audits and commits). A changed past price changes
+    open months at once and closed months through adjustment lines when the next month closes.
+    """
+    changes: list[str] = []
+    existing = {(r.key, r.effective_from): r for r in db.session.scalars(select(RateVersion))}
+    for (key, since), price in wanted.items():
+        row = existing.get((key, since))
+        if row is None:
+            db.session.add(RateVersion(key=key, effective_from=since, price=price))
+            changes.append(f"rate {key} from {since}: {price}")
+        elif row.price != price:
+            changes.append(f"rate {key} from {since}: {row.price} → {price}")
+            row.price = price
+    for (key, since), row in existing.items():
+        if (key, since) not in wanted:
+            db.session.delete(row)
+            changes.append(f"rate {key} from {since} removed")
+    return changes

@@ -236,3 +236,12 @@ class ReconcileFinding(db.Model):  # type: ignore[name-defined]
     detail: Mapped[str] = mapped_column(Text)
     found_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class ReconcileRun(db.Model):  # type: ignore[name-defined]
+    """A completed reconciliation (month close waits for one after the month's end)."""
+
+    __tablename__ = "reconcile_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

@@ -53,6 +53,8 @@ def reconcile(ctx: CloudContext, *, resume: Callable[[m.Job], None]) -> Reconcil
         _update_known_servers(tenant, live, report)
         _look_at_unknown_servers(ctx, tenant, live, report)
         db.session.commit()
+    db.session.add(m.ReconcileRun(finished_at=utcnow()))  # month close waits for one after the month
+    db.session.commit()
     return report
 
 

@@ -7,6 +7,7 @@ are collected, so one run of ``cloud-portal check`` lists everything to fix.
 from __future__ import annotations
 
 import re
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -29,6 +30,8 @@ SLUG_RE = re.compile(r"^[a-z][a-z0-9-]{1,38}[a-z0-9]$")
 FLAVOR_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
 COST_CENTRE_RE = re.compile(r"^[A-Z0-9][A-Z0-9-]{1,38}$")
 MAX_GBP = Decimal("100000")
+#: Prices with no effective date apply from here (before any server existed).
+SINCE_ALWAYS = date(2000, 1, 1)
 
 PositiveInt = Annotated[StrictInt, Field(gt=0, le=10_000_000)]
 
@@ -141,10 +144,18 @@ class VmSizeEntry(FlavorSpec):
     pass
 
 
+class DesktopPriceChange(Strict):
+    effective_from: date
+    monthly_price: Decimal
+
+    _money = field_validator("monthly_price", mode="before")(classmethod(lambda cls, v: _money(v)))
+
+
 class DesktopEntry(FlavorSpec):
     image: StrictStr
-    #: Flat price per user per month, GBP.
+    #: Flat price per user per month, GBP (from the start); ``price_changes`` lists later prices.
     monthly_price: Decimal
+    price_changes: list[DesktopPriceChange] = []
 
     _money = field_validator("monthly_price", mode="before")(classmethod(lambda cls, v: _money(v)))
 
@@ -163,14 +174,35 @@ class Catalog(Strict):
     desktops: list[DesktopEntry] = []
 
 
-class RateCard(Strict):
-    currency: Literal["GBP"]
+class RateChange(Strict):
+    """The rate card from a date on (all three prices)."""
+
+    effective_from: date
     vcpu_hour: Decimal
     ram_gb_hour: Decimal
     disk_gb_month: Decimal
 
     _money = field_validator("vcpu_hour", "ram_gb_hour", "disk_gb_month", mode="before")(
         classmethod(lambda cls, v: _money(v)))
+
+
+class RateCard(Strict):
+    currency: Literal["GBP"]
+    #: The first version's prices and (optional) date; ``changes`` lists later versions.
+    effective_from: date = SINCE_ALWAYS
+    vcpu_hour: Decimal
+    ram_gb_hour: Decimal
+    disk_gb_month: Decimal
+    changes: list[RateChange] = []
+
+    _money = field_validator("vcpu_hour", "ram_gb_hour", "disk_gb_month", mode="before")(
+        classmethod(lambda cls, v: _money(v)))
+
+    def versions(self) -> list[RateChange]:
+        """Every version in date order, the first one included."""
+        first = RateChange(effective_from=self.effective_from, vcpu_hour=self.vcpu_hour,
+                           ram_gb_hour=self.ram_gb_hour, disk_gb_month=self.disk_gb_month)
+        return [first, *self.changes]
 
 
 class TenantsFile(Strict):
@@ -289,7 +321,18 @@ def _cross_check(doc: TenantsFile) -> list[tuple[str, str]]:
                              f"({image.min_disk_gb} GB)"))
         if desktop.monthly_price <= 0:
             problems.append((f"catalog.desktops[{i}].monthly_price", "must be more than 0"))
+        problems += _dates_in_order(f"catalog.desktops[{i}].price_changes",
+                                    [SINCE_ALWAYS] + [c.effective_from for c in desktop.price_changes])
+    problems += _dates_in_order("rate_card.changes", [doc.rate_card.effective_from] +
+                                [c.effective_from for c in doc.rate_card.changes])
     return problems
+
+
+def _dates_in_order(where: str, dates: list[date]) -> list[tuple[str, str]]:
+    """Versions must follow each other: each effective_from after the one before (no two on a day)."""
+    return [(f"{where}[{i - 1}].effective_from",
+             f"{dates[i]} must be after {dates[i - 1]} (versions are listed in date order, one a day at most)")
+            for i in range(1, len(dates)) if dates[i] <= dates[i - 1]]
 
 
 def parse_tenants_text(text: str, source: str) -> TenantsFile:

@@ -3,16 +3,19 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
 from cloud_portal.audit import service as audit
 from cloud_portal.catalog.models import DesktopTemplate, Image, Rate, VmSize
+from cloud_portal.catalog.service import replace_rate_versions
 from cloud_portal.extensions import db
 from cloud_portal.quotas.limits import apply_file_limits
 from cloud_portal.quotas.models import SCOPE_PER_USER, SCOPE_TENANT
-from cloud_portal.tenants.config_file import TenantsFile
+from cloud_portal.tenants.config_file import SINCE_ALWAYS, TenantsFile
 from cloud_portal.tenants.models import PLATFORM_SLUG, DataHall, Tenant
 
 if TYPE_CHECKING:
@@ -152,9 +155,26 @@ def sync_tenants(doc: TenantsFile, actor: User | None = None) -> SyncReport:
                          before={"price": str(rate.price)}, after={"price": str(price)})
             rate.price = price
             report.updated.append(f"rate {key}")
+    for change in replace_rate_versions(_rate_versions_in(doc)):
+        report.updated.append(change)
+        audit.record(actor, "rate.version", "rate", change.split(" from ")[0].removeprefix("rate "), tenant_id=None,
+                     after={"change": change})
     db.session.flush()
     log.info("tenants sync: %s", "; ".join(report.lines()))
     return report
+
+
+def _rate_versions_in(doc: TenantsFile) -> dict[tuple[str, date], Decimal]:
+    """Every dated price in the file: the rate card's versions and each desktop's price changes."""
+    wanted: dict[tuple[str, date], Decimal] = {}
+    for version in doc.rate_card.versions():
+        for key in ("vcpu_hour", "ram_gb_hour", "disk_gb_month"):
+            wanted[(key, version.effective_from)] = getattr(version, key)
+    for desktop in doc.catalog.desktops:
+        wanted[(f"desktop:{desktop.key}", SINCE_ALWAYS)] = desktop.monthly_price
+        for change in desktop.price_changes:
+            wanted[(f"desktop:{desktop.key}", change.effective_from)] = change.monthly_price
+    return wanted
 
 
 def get_tenant_by_slug(slug: str) -> Tenant | None:

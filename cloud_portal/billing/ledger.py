@@ -1,0 +1,81 @@
+"""The usage ledger: every server-state change closes the open interval and opens the next.
+
+Registered on :func:`provisioning.servers.on_transition`, so it runs inside the change's own
+transaction with the time the change happened. Billing starts at a server's first ACTIVE and
+ends at its deletion; a stopped or errored server keeps an interval (its disk is billed).
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+
+from cloud_portal.billing import charges
+from cloud_portal.billing.models import RUNNING, STOPPED, UsageInterval
+from cloud_portal.catalog.service import rate_versions
+from cloud_portal.extensions import db
+from cloud_portal.provisioning import models as m
+from cloud_portal.provisioning.servers import Change, on_transition
+
+_FACTS = ("owner_id", "tenant_id", "kind", "catalog_key", "vcpus", "ram_mib", "disk_gb", "state")
+
+
+def _facts(server: m.Server) -> dict[str, object] | None:
+    """What is billed about the server now; None once it is deleted."""
+    if server.status == m.SERVER_DELETED:
+        return None
+    catalog_key = server.request.catalog_key if server.kind == m.KIND_DESKTOP and server.request else server.flavor
+    return {"owner_id": server.owner_id, "tenant_id": server.tenant_id, "kind": server.kind,
+            "catalog_key": catalog_key, "vcpus": server.vcpus, "ram_mib": server.ram_mib,
+            "disk_gb": server.disk_gb, "state": RUNNING if server.status == m.SERVER_ACTIVE else STOPPED}
+
+
+def open_interval(server_id: int) -> UsageInterval | None:
+    return db.session.scalar(select(UsageInterval).where(UsageInterval.server_id == server_id,
+                                                         UsageInterval.ended_at.is_(None)))
+
+
+def record_change(change: Change) -> None:
+    """Close the server's open interval at ``change.at`` and open the next (unless deleted)."""
+    server = change.server
+    if server.id is None:
+        db.session.flush()
+    current = open_interval(server.id)
+    facts = _facts(server)
+    if current is not None:
+        if facts is not None and all(getattr(current, k) == v for k, v in facts.items()):
+            return  # e.g. a reboot: nothing billed changed
+        # A change can't end an interval before it began (clocks of Nova and the portal differ).
+        current.ended_at = max(change.at, current.started_at)
+    elif facts is None or (facts["state"] != RUNNING and not _ever_billed(server.id)):
+        return  # billing starts at the first ACTIVE
+    if facts is not None:
+        start = current.ended_at if current is not None and current.ended_at else change.at
+        db.session.add(UsageInterval(server_id=server.id, started_at=start, cause=change.cause[:80], **facts))
+        db.session.flush()  # the database's one-open-interval rule is checked here, in the change
+
+
+def _ever_billed(server_id: int) -> bool:
+    return db.session.scalar(select(UsageInterval.id).where(UsageInterval.server_id == server_id).limit(1)) is not None
+
+
+on_transition(record_change)
+
+
+def intervals_between(start: datetime, end: datetime, *, owner_id: int | None = None,
+                      tenant_id: int | None = None) -> list[charges.Interval]:
+    """Ledger intervals overlapping [start, end), optionally one person's or one tenant's."""
+    query = select(UsageInterval).where(UsageInterval.started_at < end,
+                                        (UsageInterval.ended_at.is_(None)) | (UsageInterval.ended_at > start))
+    if owner_id is not None:
+        query = query.where(UsageInterval.owner_id == owner_id)
+    if tenant_id is not None:
+        query = query.where(UsageInterval.tenant_id == tenant_id)
+    return [charges.Interval(r.server_id, r.owner_id, r.tenant_id, r.kind, r.catalog_key, r.vcpus, r.ram_mib,
+                             r.disk_gb, r.state == RUNNING, r.started_at, r.ended_at)
+            for r in db.session.scalars(query)]
+
+
+def price_versions() -> dict[str, list[charges.PriceVersion]]:
+    return {key: [charges.PriceVersion(key, since, price) for since, price in versions]
+            for key, versions in rate_versions().items()}

@@ -1,0 +1,180 @@
+"""Monthly charges: month-to-date statements, closing a month, and adjustments to closed months.
+
+Closing writes the month's statement lines once (idempotent) and never changes them: a change
+learned later that falls in a closed month becomes an adjustment line in the month being
+closed, referring to the closed line it corrects.
+"""
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+from flask import current_app
+from sqlalchemy import select
+
+from cloud_portal.billing import charges, ledger
+from cloud_portal.billing.models import BillingMonth, StatementLine
+from cloud_portal.errors import InvalidInput
+from cloud_portal.extensions import db
+from cloud_portal.provisioning import models as m
+from cloud_portal.tenants.models import Tenant
+from cloud_portal.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+
+def billing_zone() -> ZoneInfo:
+    return ZoneInfo(str(current_app.config["BILLING_TIMEZONE"]))
+
+
+def computed_lines(month: str, *, owner_id: int | None = None, tenant_id: int | None = None) -> list[charges.Line]:
+    """The month's lines worked out from the ledger now (open intervals run to now or month end)."""
+    zone = billing_zone()
+    start, end = charges.month_bounds(month, zone)
+    intervals = ledger.intervals_between(start, end, owner_id=owner_id, tenant_id=tenant_id)
+    return charges.month_lines(intervals, ledger.price_versions(), month, zone, until=utcnow())
+
+
+def is_closed(month: str) -> bool:
+    return db.session.get(BillingMonth, month) is not None
+
+
+def closed_lines(month: str, *, owner_id: int | None = None, tenant_id: int | None = None) -> list[StatementLine]:
+    query = select(StatementLine).where(StatementLine.month == month).order_by(StatementLine.id)
+    if owner_id is not None:
+        query = query.where(StatementLine.owner_id == owner_id)
+    if tenant_id is not None:
+        query = query.where(StatementLine.tenant_id == tenant_id)
+    return list(db.session.scalars(query))
+
+
+def why_not_closable(month: str) -> str | None:
+    """The reason ``month`` cannot be closed yet, or None."""
+    start, end = charges.month_bounds(month, billing_zone())
+    if utcnow() < end:
+        return f"{month} has not ended yet; it can be closed from {end.astimezone(billing_zone()):%Y-%m-%d %H:%M %Z}."
+    reconciled = db.session.scalar(select(m.ReconcileRun.id).where(m.ReconcileRun.finished_at >= end).limit(1))
+    if reconciled is None:
+        return (f"No reconciliation has completed since {month} ended, so changes made outside the portal may be "
+                "missing; run `cloud-portal reconcile` (or wait for the periodic one) and try again.")
+    busy = db.session.scalar(select(m.Job.id).where(
+        m.Job.state.in_((m.JOB_QUEUED, m.JOB_RUNNING)), m.Job.created_at >= start, m.Job.created_at < end).limit(1))
+    if busy is not None:
+        return f"A job that began in {month} is still running ({busy}); wait for it to finish."
+    return None
+
+
+@dataclass(frozen=True)
+class CloseResult:
+    month: str
+    already_closed: bool
+    lines: list[StatementLine]
+    adjustments: int
+
+    @property
+    def total(self) -> Decimal:
+        return sum((line.amount for line in self.lines), Decimal("0.00"))
+
+
+def close_month(month: str, closed_by: str) -> CloseResult:
+    """Close ``month``: write its statement lines (and adjustments to earlier closed months). **Commits.**
+
+    Idempotent: closing a closed month returns its lines unchanged. Raises InvalidInput saying
+    why when the month cannot be closed yet.
+    """
+    charges.parse_month(month)
+    if is_closed(month):
+        return CloseResult(month, True, closed_lines(month), 0)
+    reason = why_not_closable(month)
+    if reason:
+        raise InvalidInput(reason)
+    cost_centres = dict(db.session.execute(select(Tenant.id, Tenant.cost_centre)).all())
+    db.session.add(BillingMonth(month=month, closed_by=closed_by[:254]))
+    db.session.flush()
+    for line in computed_lines(month):
+        db.session.add(_row(month, line, cost_centres))
+    adjustments = _adjust_earlier_months(month, cost_centres)
+    db.session.commit()
+    log.info("billing month %s closed by %s (%d adjustments)", month, closed_by, adjustments)
+    return CloseResult(month, False, closed_lines(month), adjustments)
+
+
+def _row(month: str, line: charges.Line, cost_centres: dict[int, str], *, amount: Decimal | None = None,
+         quantity: Decimal | None = None, adjusts: int | None = None,
+         adjusts_month: str | None = None) -> StatementLine:
+    key = line.key
+    return StatementLine(month=month, tenant_id=key.tenant_id, cost_centre=cost_centres.get(key.tenant_id, ""),
+                         owner_id=key.owner_id, server_id=key.server_id, component=key.component,
+                         rate_key=key.rate_key, rate_from=key.rate_from,
+                         quantity=(line.quantity if quantity is None else quantity).quantize(Decimal("0.000001")),
+                         unit=line.unit, rate=line.rate, amount=line.amount if amount is None else amount,
+                         adjusts_line_id=adjusts, adjusts_month=adjusts_month)
+
+
+def _line_key(row: StatementLine) -> charges.LineKey:
+    return charges.LineKey(row.owner_id, row.server_id, row.tenant_id, row.component, row.rate_key, row.rate_from)
+
+
+def _adjust_earlier_months(month: str, cost_centres: dict[int, str]) -> int:
+    """For every earlier closed month, charge (or credit) what the ledger now says it should have been."""
+    written = 0
+    for earlier in db.session.scalars(select(BillingMonth.month).where(BillingMonth.month < month)
+                                      .order_by(BillingMonth.month)):
+        originals = {_line_key(r): r for r in closed_lines(earlier) if r.adjusts_month is None}
+        billed: dict[charges.LineKey, Decimal] = defaultdict(Decimal)
+        for row in originals.values():
+            billed[_line_key(row)] += row.amount
+        for row in db.session.scalars(select(StatementLine).where(StatementLine.adjusts_month == earlier)):
+            billed[_line_key(row)] += row.amount
+        for line in computed_lines(earlier):
+            delta = line.amount - billed.pop(line.key, Decimal("0.00"))
+            if delta:
+                original = originals.get(line.key)
+                db.session.add(_row(month, line, cost_centres, amount=delta, quantity=line.quantity,
+                                    adjusts=original.id if original else None, adjusts_month=earlier))
+                written += 1
+        for key, amount in billed.items():  # billed then, gone from the ledger now: credit it
+            if amount:
+                original = originals.get(key)
+                credit = charges.Line(key, Decimal(0), original.unit if original else "",
+                                      original.rate if original else Decimal(0), -amount)
+                db.session.add(_row(month, credit, cost_centres, amount=-amount,
+                                    adjusts=original.id if original else None, adjusts_month=earlier))
+                written += 1
+    return written
+
+
+@dataclass(frozen=True)
+class StatementRow:
+    """One line of a statement as pages, exports and the CLI show it (closed or month to date)."""
+
+    month: str
+    tenant_id: int
+    owner_id: int
+    server_id: int
+    component: str
+    rate_key: str
+    rate_from: date
+    quantity: Decimal
+    unit: str
+    rate: Decimal
+    amount: Decimal
+    adjusts_month: str | None = None
+
+
+def statement(month: str, *, owner_id: int | None = None,
+              tenant_id: int | None = None) -> tuple[bool, list[StatementRow]]:
+    """(closed?, lines) of ``month`` for a person or a tenant (or everyone): the final lines of a
+    closed month, else the month to date worked out from the ledger."""
+    charges.parse_month(month)
+    if is_closed(month):
+        return True, [StatementRow(month, r.tenant_id, r.owner_id, r.server_id, r.component, r.rate_key, r.rate_from,
+                                   r.quantity, r.unit, r.rate, r.amount, r.adjusts_month)
+                      for r in closed_lines(month, owner_id=owner_id, tenant_id=tenant_id)]
+    return False, [StatementRow(month, k.tenant_id, k.owner_id, k.server_id, k.component, k.rate_key, k.rate_from,
+                                line.quantity, line.unit, line.rate, line.amount)
+                   for line in computed_lines(month, owner_id=owner_id, tenant_id=tenant_id) for k in [line.key]]
