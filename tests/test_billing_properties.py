@@ -1,0 +1,120 @@
+"""Properties of the billing arithmetic and the ledger, checked over many generated cases (hypothesis)."""
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+
+from cloud_portal.billing import charges
+from cloud_portal.billing.models import UsageInterval
+
+LONDON = ZoneInfo("Europe/London")
+PRICES = {key: [charges.PriceVersion(key, date(2000, 1, 1), Decimal(price))]
+          for key, price in (("vcpu_hour", "0.0150"), ("ram_gb_hour", "0.0050"), ("disk_gb_month", "0.0400"))}
+START = datetime(2027, 9, 1, tzinfo=UTC)  # lifetimes cross October's and March's clock changes
+
+segment = st.tuples(st.integers(min_value=60, max_value=40 * 86400),  # seconds
+                    st.booleans(),  # running?
+                    st.sampled_from([(1, 2048, 20), (2, 4096, 40), (8, 16384, 160)]))
+
+
+def _intervals(offset_s: int, segments: list[tuple[int, bool, tuple[int, int, int]]]) -> list[charges.Interval]:
+    out, at = [], START + timedelta(seconds=offset_s)
+    for seconds, running, (vcpus, ram, disk) in segments:
+        end = at + timedelta(seconds=seconds)
+        out.append(charges.Interval(1, 7, 3, "vm", "cc", vcpus, ram, disk, running, at, end))
+        at = end
+    return out
+
+
+def _months(first: datetime, last: datetime) -> list[str]:
+    months, month = [], charges.month_of(first, LONDON)
+    while month <= charges.month_of(last, LONDON):
+        months.append(month)
+        month = charges.next_month(month)
+    return months
+
+
+@settings(max_examples=150, deadline=None)
+@given(offset=st.integers(min_value=0, max_value=200 * 86400), segments=st.lists(segment, min_size=1, max_size=8))
+def test_monthly_lines_add_up_to_the_lifetime_charge(offset: int, segments: list[Any]) -> None:
+    intervals = _intervals(offset, segments)
+    lines = [line for month in _months(intervals[0].start, intervals[-1].end or START)
+             for line in charges.month_lines(intervals, PRICES, month, LONDON)]
+    # Compute and RAM do not depend on month lengths: the lifetime charge is worked out directly.
+    for component, rate, per_interval in (
+            ("vcpu", Decimal("0.0150"), lambda i: i.vcpus), ("ram", Decimal("0.0050"), lambda i: Decimal(i.ram_mib) / 1024)):
+        lifetime = sum((Decimal((i.end - i.start).total_seconds()) / 3600 * per_interval(i) * rate
+                        for i in intervals if i.running and i.end), Decimal(0))
+        billed = [line for line in lines if line.key.component == component]
+        assert abs(sum((line.amount for line in billed), Decimal(0)) - lifetime) <= Decimal("0.005") * max(1, len(billed))
+    # Disk is prorated by the seconds of each calendar month: a month wholly inside the lifetime
+    # bills between the smallest and the largest disk in GB-months, whatever its length (28 to 31
+    # days, 743 or 745 hours); with one size all along it is exactly that size.
+    disks = [d for *_, (v, r, d) in segments]
+    for month in _months(intervals[0].start, intervals[-1].end or START):
+        start, end = charges.month_bounds(month, LONDON)
+        if start >= intervals[0].start and end <= (intervals[-1].end or START):
+            gb_months = sum((line.quantity for line in lines
+                             if line.key.component == "disk" and charges.month_of(start, LONDON) == month
+                             and line in charges.month_lines(intervals, PRICES, month, LONDON)), Decimal(0))
+            assert min(disks) - Decimal("1e-9") <= gb_months <= max(disks) + Decimal("1e-9")
+            if len(set(disks)) == 1:
+                assert abs(gb_months - disks[0]) < Decimal("1e-9")
+
+
+@settings(max_examples=150, deadline=None)
+@given(offset=st.integers(min_value=0, max_value=200 * 86400), segments=st.lists(segment, min_size=1, max_size=6),
+       cut=st.floats(min_value=0.01, max_value=0.99))
+def test_splitting_an_interval_changes_no_line(offset: int, segments: list[Any], cut: float) -> None:
+    """A change that alters nothing billed (a reboot, say) must not change any amount."""
+    whole = _intervals(offset, segments)
+    first = whole[0]
+    at = first.start + timedelta(seconds=int((first.end - first.start).total_seconds() * cut))  # type: ignore[operator]
+    split = [charges.Interval(**{**first.__dict__, "end": at}), charges.Interval(**{**first.__dict__, "start": at}),
+             *whole[1:]]
+    for month in _months(whole[0].start, whole[-1].end or START):
+        a = {line.key: line.amount for line in charges.month_lines(whole, PRICES, month, LONDON)}
+        b = {line.key: line.amount for line in charges.month_lines(split, PRICES, month, LONDON)}
+        assert a.keys() == b.keys()
+        assert all(abs(a[k] - b[k]) <= Decimal("0.01") for k in a)
+
+
+transition_step = st.tuples(st.integers(min_value=1, max_value=10 * 86400),
+                            st.sampled_from(["stop", "start", "error", "resize", "transfer", "reboot"]))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(transition_step, min_size=0, max_size=10))
+def test_ledger_has_no_gaps_or_overlaps(make_user: Any, steps: list[tuple[int, str]]) -> None:
+    """From first ACTIVE to deletion a server's intervals follow each other exactly, one open at most."""
+    from cloud_portal.catalog.models import VmSize
+    from cloud_portal.extensions import db
+    from cloud_portal.provisioning import servers
+    from tests.test_billing import _server
+    owner, other = make_user("member", "torfaen"), make_user("member", "torfaen")
+    sizes = list(db.session.scalars(select(VmSize).where(VmSize.key.in_(("small", "medium")))))
+    when = datetime(2026, 10, 20, tzinfo=UTC)
+    server = _server(owner, f"p{owner.id}", when)
+    for gap, step in steps:
+        when += timedelta(seconds=gap)
+        if step == "transfer":
+            servers.transition(server, cause=step, at=when, owner_id=other.id if server.owner_id == owner.id else owner.id)
+        elif step == "resize":
+            servers.transition(server, cause=step, at=when, size=sizes[0] if server.vcpus != sizes[0].vcpus else sizes[1])
+        else:
+            status = {"stop": "SHUTOFF", "start": "ACTIVE", "error": "ERROR", "reboot": server.status}[step]
+            servers.transition(server, cause=step, at=when, status=status)
+        db.session.commit()
+    servers.mark_deleted(server, "gone", at=when + timedelta(hours=1))
+    rows = list(db.session.scalars(select(UsageInterval).where(UsageInterval.server_id == server.id)
+                                   .order_by(UsageInterval.started_at, UsageInterval.id)))
+    assert rows[0].started_at == datetime(2026, 10, 20, tzinfo=UTC)
+    assert rows[-1].ended_at == when + timedelta(hours=1)
+    assert all(r.ended_at is not None and r.ended_at >= r.started_at for r in rows)
+    assert all(a.ended_at == b.started_at for a, b in zip(rows, rows[1:], strict=False))
