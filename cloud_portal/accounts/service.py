@@ -109,8 +109,13 @@ def add_user(actor: User | None, *, email: str, display_name: str, role: str, te
     return user, password
 
 
+def find_user_by_email(email: str) -> User | None:
+    """The account with this e-mail (case and spaces ignored), or None."""
+    return db.session.scalar(select(User).where(User.email == (email or "").strip().lower()))
+
+
 def get_user_by_email(email: str) -> User:
-    user = db.session.scalar(select(User).where(User.email == (email or "").strip().lower()))
+    user = find_user_by_email(email)
     if user is None:
         raise NotFound(f"No account with e-mail {email!r}.")
     return user

@@ -93,6 +93,11 @@ def month_of(moment: datetime, tz: ZoneInfo) -> str:
     return f"{local.year:04d}-{local.month:02d}"
 
 
+def previous_month(month: str) -> str:
+    year, number = parse_month(month)
+    return f"{year - 1:04d}-12" if number == 1 else f"{year:04d}-{number - 1:02d}"
+
+
 def next_month(month: str) -> str:
     year, number = parse_month(month)
     return f"{year + 1:04d}-01" if number == 12 else f"{year:04d}-{number + 1:02d}"

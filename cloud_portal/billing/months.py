@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -178,3 +178,30 @@ def statement(month: str, *, owner_id: int | None = None,
     return False, [StatementRow(month, k.tenant_id, k.owner_id, k.server_id, k.component, k.rate_key, k.rate_from,
                                 line.quantity, line.unit, line.rate, line.amount)
                    for line in computed_lines(month, owner_id=owner_id, tenant_id=tenant_id) for k in [line.key]]
+
+
+@dataclass(frozen=True)
+class MonthState:
+    month: str
+    closed: bool
+    closed_at: datetime | None
+    closed_by: str | None
+
+
+def recent_months(count: int = 12) -> list[MonthState]:
+    """The current month and the ``count - 1`` before it, newest first, with whether each is closed."""
+    month = charges.month_of(utcnow(), billing_zone())
+    wanted = [month]
+    for _ in range(count - 1):
+        wanted.append(charges.previous_month(wanted[-1]))
+    closed = {row.month: row for row in db.session.scalars(select(BillingMonth).where(BillingMonth.month.in_(wanted)))}
+    return [MonthState(mm, mm in closed, closed[mm].closed_at if mm in closed else None,
+                       closed[mm].closed_by if mm in closed else None) for mm in wanted]
+
+
+def totals_by_tenant(month: str, tenant_id: int | None = None) -> dict[int, Decimal]:
+    """Tenant id → the month's total (closed lines, or month to date)."""
+    totals: dict[int, Decimal] = defaultdict(lambda: Decimal("0.00"))
+    for row in statement(month, tenant_id=tenant_id)[1]:
+        totals[row.tenant_id] += row.amount
+    return dict(totals)

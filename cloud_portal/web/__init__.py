@@ -16,6 +16,7 @@ from cloud_portal.web.common import flash_error, role_label
 def register_web(app: Flask) -> None:
     from cloud_portal.web.admin import bp as admin_bp
     from cloud_portal.web.api import bp as api_bp
+    from cloud_portal.web.api_billing import bp as api_billing_bp
     from cloud_portal.web.auth import bp as auth_bp
     from cloud_portal.web.finance import bp as finance_bp
     from cloud_portal.web.ops import bp as ops_bp
@@ -24,7 +25,7 @@ def register_web(app: Flask) -> None:
     from cloud_portal.web.quotas import bp as quotas_bp
     from cloud_portal.web.servers import bp as servers_bp
 
-    for bp in (auth_bp, portal_bp, servers_bp, admin_bp, quotas_bp, finance_bp, ops_bp, api_bp):
+    for bp in (auth_bp, portal_bp, servers_bp, admin_bp, quotas_bp, finance_bp, ops_bp, api_bp, api_billing_bp):
         app.register_blueprint(bp)
 
     @app.context_processor

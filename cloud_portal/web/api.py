@@ -5,17 +5,13 @@ Errors are ``{"error": "<sentence a person can act on>", "code": "<kind>"}``.
 """
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, request, url_for
-from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
 
-from cloud_portal.accounts.service import user_for_api_token
 from cloud_portal.catalog.offers import offers as catalog_offers
-from cloud_portal.errors import InvalidInput, NotFound, NotPermitted, PortalError, QuotaExceeded
+from cloud_portal.errors import InvalidInput, NotFound, NotPermitted
 from cloud_portal.extensions import csrf, db
 from cloud_portal.provisioning import requests as orders
 from cloud_portal.provisioning import servers as server_service
@@ -24,6 +20,7 @@ from cloud_portal.quotas.models import QUOTA_RESOURCES
 from cloud_portal.quotas.service import headroom
 from cloud_portal.tenants.service import get_tenant_by_slug
 from cloud_portal.unit_of_work import commit
+from cloud_portal.web.api_auth import body, token_required
 from cloud_portal.web.api_models import (
     Decision,
     NewQuotaIncrease,
@@ -37,46 +34,6 @@ from cloud_portal.web.api_models import (
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)  # bearer tokens, never cookies: no cross-site request can carry one
-F = TypeVar("F", bound=Callable[..., Any])
-ERROR_STATUS = {InvalidInput: 400, NotPermitted: 403, NotFound: 404, QuotaExceeded: 409}
-ERROR_CODES = {400: "invalid", 403: "forbidden", 404: "not_found", 409: "quota_exceeded"}
-
-
-def error(message: str, status: int, code: str) -> Any:
-    return jsonify({"error": message, "code": code}), status
-
-
-def token_required(view: F) -> F:
-    @functools.wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        user = user_for_api_token(token.strip()) if scheme.lower() == "bearer" else None
-        if user is None:
-            return error("Send a valid personal API token as 'Authorization: Bearer <token>'.", 401, "unauthorised")
-        g.api_user = user
-        try:
-            return view(*args, **kwargs)
-        except PortalError as exc:
-            db.session.rollback()
-            status = next((s for cls, s in ERROR_STATUS.items() if isinstance(exc, cls)), 502)
-            code = ERROR_CODES.get(status, "cloud_error")
-            return error(str(exc), status, code)
-    return wrapper  # type: ignore[return-value]
-
-
-def body(model: type[BaseModel]) -> Any:
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
-        raise InvalidInput("Send a JSON object in the request body.")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise InvalidInput(f"{where}: {first['msg']}") from None
-
-
 @bp.route("/me")
 @token_required
 def me():
@@ -361,7 +318,7 @@ def openapi():
     for model in (NewRequest, Decision, NewQuotaIncrease, ServerActionBody):
         spec.components.schema(model.__name__, model.model_json_schema())
     for name, view in current_app.view_functions.items():
-        if name.startswith("api.") and name != "api.openapi":
+        if name.startswith(("api.", "api_billing.")) and name != "api.openapi":
             spec.path(view=view, app=current_app)
     document = spec.to_dict()
     document["security"] = [{"bearer": []}]
