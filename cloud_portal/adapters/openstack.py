@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -64,6 +66,26 @@ class ServerInfo:
     fault: str | None
     metadata: dict[str, str] = field(default_factory=dict)
     task_state: str | None = None
+
+
+@dataclass(frozen=True)
+class ServerUsage:
+    """One server in Nova's usage report: how long it existed in the period asked about."""
+
+    server_id: str
+    hours: Decimal
+    started_at: datetime | None
+    #: When Nova deleted it (terminated_at), or None while it exists.
+    ended_at: datetime | None
+    state: str
+
+
+def _nova_time(value: str | None) -> datetime | None:
+    """Nova's timestamps ("2026-11-03T10:15:02.000000", UTC without a zone) as aware datetimes."""
+    if not value:
+        return None
+    parsed = datetime.fromisoformat(value.replace("Z", ""))
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 @dataclass(frozen=True)
@@ -220,6 +242,21 @@ class OpenStackCloud:
             if time.monotonic() > deadline:
                 raise CloudUnavailable(f"server {server_id} still {server.status} after {timeout_s:.0f}s")
             time.sleep(interval_s)
+
+    def server_usage(self, project_id: str, start: datetime, end: datetime) -> dict[str, ServerUsage]:
+        """Nova's own account of each server's existence in [start, end) (os-simple-tenant-usage),
+        deleted servers included: hours, and when it started and ended (UTC)."""
+        def load() -> dict[str, ServerUsage]:
+            usage = self.conn.compute.get_usage(project_id, start=start.replace(tzinfo=None),
+                                                end=end.replace(tzinfo=None))
+            out = {}
+            for item in usage.server_usages or []:
+                out[item["instance_id"]] = ServerUsage(
+                    server_id=item["instance_id"], hours=Decimal(str(item.get("hours") or 0)),
+                    started_at=_nova_time(item.get("started_at")), ended_at=_nova_time(item.get("ended_at")),
+                    state=item.get("state") or "")
+            return out
+        return self._call(load)
 
     def console_url(self, server_id: str) -> str | None:
         """A browser console URL, or None when the cloud offers no console for it."""

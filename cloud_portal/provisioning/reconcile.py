@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import select
 
 from cloud_portal.adapters.cloud import CloudContext
-from cloud_portal.adapters.openstack import REQUEST_ID_KEY, ServerInfo, request_tag
+from cloud_portal.adapters.openstack import REQUEST_ID_KEY, CloudError, ServerInfo, request_tag
 from cloud_portal.audit import service as audit
 from cloud_portal.extensions import db
 from cloud_portal.provisioning import lifecycle
@@ -50,7 +51,7 @@ def reconcile(ctx: CloudContext, *, resume: Callable[[m.Job], None]) -> Reconcil
         if project is None:
             continue
         live = {s.id: s for s in ctx.cloud.list_servers(project)}
-        _update_known_servers(tenant, live, report)
+        _update_known_servers(ctx, project, tenant, live, report)
         _look_at_unknown_servers(ctx, tenant, live, report)
         db.session.commit()
     db.session.add(m.ReconcileRun(finished_at=utcnow()))  # month close waits for one after the month
@@ -84,7 +85,8 @@ def _recover_jobs(ctx: CloudContext, resume: Callable[[m.Job], None], report: Re
         report.failed_jobs.append(job.id)
 
 
-def _update_known_servers(tenant: Tenant, live: dict[str, ServerInfo], report: ReconcileReport) -> None:
+def _update_known_servers(ctx: CloudContext, project: str, tenant: Tenant, live: dict[str, ServerInfo],
+                          report: ReconcileReport) -> None:
     now = utcnow()
     known = db.session.scalars(select(m.Server).where(
         m.Server.tenant_id == tenant.id, m.Server.status != m.SERVER_DELETED, m.Server.openstack_id.is_not(None)))
@@ -93,7 +95,9 @@ def _update_known_servers(tenant: Tenant, live: dict[str, ServerInfo], report: R
         if info is None:
             if server.task == "delete":
                 continue  # the delete job will record it
-            server_state.mark_deleted(server, "deleted outside the portal")
+            # Billing ends when Nova deleted it (its terminated_at), not when we noticed.
+            server_state.mark_deleted(server, "deleted outside the portal",
+                                      at=_terminated_at(ctx, project, server, now))
             record_finding(m.FINDING_DELETED_OUTSIDE, server.openstack_id or "",
                            f"{server.name} was deleted outside the portal", tenant.id)
             report.updated.append(f"{server.name}: deleted outside the portal")
@@ -106,6 +110,16 @@ def _update_known_servers(tenant: Tenant, live: dict[str, ServerInfo], report: R
             if info.status == "ERROR":
                 server.problem = plain_words(info.fault)
         server.last_seen_at = now
+
+
+def _terminated_at(ctx: CloudContext, project: str, server: m.Server, now: datetime) -> datetime:
+    """When Nova deleted ``server`` (from its usage report), or now when Nova no longer says."""
+    try:
+        usage = ctx.cloud.server_usage(project, server.created_at, now).get(server.openstack_id or "")
+    except CloudError:
+        usage = None
+    ended = usage.ended_at if usage is not None else None
+    return ended if ended is not None and ended <= now else now
 
 
 def _look_at_unknown_servers(ctx: CloudContext, tenant: Tenant, live: dict[str, ServerInfo],
