@@ -78,6 +78,7 @@ def create_app(config_override: Mapping[str, Any] | None = None) -> Flask:
     logging.basicConfig(level=app.config["LOG_LEVEL"],
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+    import cloud_portal.billing.budgets  # noqa: F401  (the budget approval rule)
     import cloud_portal.billing.ledger  # noqa: F401  (the ledger listens to server-state changes)
     import cloud_portal.models  # noqa: F401  (all tables on the metadata)
 

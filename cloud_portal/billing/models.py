@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import Date, ForeignKey, Index, Integer, Numeric, String, text
+from sqlalchemy import Date, ForeignKey, Index, Integer, Numeric, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cloud_portal.extensions import db
@@ -89,3 +89,17 @@ class StatementLine(db.Model):  # type: ignore[name-defined]
     adjusts_month: Mapped[str | None] = mapped_column(String(7), nullable=True, index=True)
     adjusts_line_id: Mapped[int | None] = mapped_column(ForeignKey("statement_lines.id"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class BudgetAlert(db.Model):  # type: ignore[name-defined]
+    """A budget e-mail sent: once per tenant, month and level (80 or 100 per cent)."""
+
+    __tablename__ = "budget_alerts"
+    __table_args__ = (UniqueConstraint("tenant_id", "month", "level"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    month: Mapped[str] = mapped_column(String(7))
+    level: Mapped[int] = mapped_column(Integer)
+    forecast: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -28,3 +28,11 @@ def prune_sign_in_attempts() -> int:
     db.session.commit()
     log.info("pruned %s old sign-in attempts", removed)
     return removed
+
+
+@huey.periodic_task(crontab(minute="5"))
+@with_app_context
+def budget_alerts() -> int:
+    """Hourly: e-mail tenant admins whose month-end forecast passed 80 % or 100 % of their budget."""
+    from cloud_portal.billing.budgets import send_budget_alerts
+    return len(send_budget_alerts())

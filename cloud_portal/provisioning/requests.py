@@ -6,6 +6,7 @@ the caller commits with ``unit_of_work.commit`` (which enqueues after the commit
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from sqlalchemy import Select, select
 
@@ -67,9 +68,21 @@ def preflight(user: User, *, kind: str, catalog_key: str, image_key: str | None,
     return name, offer, image
 
 
+#: Further reasons an order must wait for approval, registered by other domains (billing's
+#: budget rule), so provisioning need not know about them.
+_approval_rules: list[Callable[[Tenant], bool]] = []
+
+
+def register_approval_rule(rule: Callable[[Tenant], bool]) -> None:
+    """Make orders of a tenant for which ``rule(tenant)`` is true wait for approval."""
+    _approval_rules.append(rule)
+
+
 def needs_approval(tenant: Tenant, offer: Offer) -> bool:
-    """Over the tenant's cost or vCPU threshold: a tenant admin must approve."""
-    return offer.monthly > tenant.approval_monthly_cost_over or offer.vcpus > tenant.approval_vcpus_over
+    """Over the tenant's cost or vCPU threshold (or a registered rule): a tenant admin must approve."""
+    if offer.monthly > tenant.approval_monthly_cost_over or offer.vcpus > tenant.approval_vcpus_over:
+        return True
+    return any(rule(tenant) for rule in _approval_rules)
 
 
 def submit_request(user: User, *, kind: str, catalog_key: str, image_key: str | None, data_hall: str,

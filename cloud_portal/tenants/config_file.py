@@ -97,6 +97,16 @@ class Approval(Strict):
     _money = field_validator("monthly_cost_over", mode="before")(classmethod(lambda cls, v: _money(v)))
 
 
+class Budget(Strict):
+    """A monthly budget: tenant admins are e-mailed at 80 % and 100 % of the month-end forecast;
+    ``require_approval`` also makes new orders wait for approval once the forecast is over it."""
+
+    monthly: Decimal
+    over_budget: Literal["warn", "require_approval"] = "warn"
+
+    _money = field_validator("monthly", mode="before")(classmethod(lambda cls, v: _money(v)))
+
+
 class TenantEntry(Strict):
     slug: Slug
     name_en: Name
@@ -106,6 +116,7 @@ class TenantEntry(Strict):
     quotas: Quotas
     per_user_quotas: PerUserQuotas = PerUserQuotas()
     approval: Approval
+    budget: Budget | None = None
 
 
     @field_validator("cost_centre")

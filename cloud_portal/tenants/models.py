@@ -30,6 +30,9 @@ class Tenant(db.Model):  # type: ignore[name-defined]
     approval_monthly_cost_over: Mapped[Decimal] = mapped_column(Numeric(12, 2), default=Decimal("0"))
     #: Requests asking for more vCPUs than this wait for a tenant admin.
     approval_vcpus_over: Mapped[int] = mapped_column(Integer, default=0)
+    #: Monthly budget in GBP (None: no budget) and what happens over it: warn | require_approval.
+    budget_monthly: Mapped[Decimal | None] = mapped_column(Numeric(12, 2), nullable=True)
+    over_budget: Mapped[str] = mapped_column(String(20), default="warn", server_default="warn")
     #: False when the tenant has been removed from tenants.yaml (rows are kept for billing).
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     #: OpenStack project id once the sync playbook has created it.

@@ -104,7 +104,9 @@ def sync_tenants(doc: TenantsFile, actor: User | None = None) -> SyncReport:
             name_en=entry.name_en, name_cy=entry.name_cy, cost_centre=entry.cost_centre,
             allowed_halls=list(entry.data_halls), is_platform=False,
             approval_monthly_cost_over=entry.approval.monthly_cost_over,
-            approval_vcpus_over=entry.approval.vcpus_over)
+            approval_vcpus_over=entry.approval.vcpus_over,
+            budget_monthly=entry.budget.monthly if entry.budget else None,
+            over_budget=entry.budget.over_budget if entry.budget else "warn")
     for slug, values in wanted.items():
         tenant = existing.get(slug)
         if tenant is None:

@@ -100,6 +100,21 @@ def upgrade():
     # ### end Alembic commands ###
 
 
+    op.create_table('budget_alerts',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('tenant_id', sa.Integer(), nullable=False),
+    sa.Column('month', sa.String(length=7), nullable=False),
+    sa.Column('level', sa.Integer(), nullable=False),
+    sa.Column('forecast', sa.Numeric(precision=12, scale=2), nullable=False),
+    sa.Column('sent_at', cloud_portal.timeutil.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_budget_alerts_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_budget_alerts')),
+    sa.UniqueConstraint('tenant_id', 'month', 'level', name=op.f('uq_budget_alerts_tenant_id'))
+    )
+    with op.batch_alter_table('tenants', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('budget_monthly', sa.Numeric(precision=12, scale=2), nullable=True))
+        batch_op.add_column(sa.Column('over_budget', sa.String(length=20), server_default='warn', nullable=False))
+
     # Closed statement lines are final: the database itself refuses to change them.
     if op.get_bind().dialect.name == "sqlite":
         op.execute("CREATE TRIGGER statement_lines_are_final BEFORE UPDATE ON statement_lines "
@@ -112,6 +127,10 @@ def upgrade():
 
 
 def downgrade():
+    with op.batch_alter_table('tenants', schema=None) as batch_op:
+        batch_op.drop_column('over_budget')
+        batch_op.drop_column('budget_monthly')
+    op.drop_table('budget_alerts')
     if op.get_bind().dialect.name == "sqlite":
         op.execute("DROP TRIGGER IF EXISTS statement_lines_are_final")
     else:
