@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from cloud_portal.catalog.service import get_catalog, vm_monthly_estimate
+from cloud_portal.catalog.service import current_desktop_prices, get_catalog, vm_monthly_estimate
 from cloud_portal.errors import InvalidInput
 
 KIND_VM = "vm"
@@ -35,8 +35,9 @@ def offers(kind: str) -> list[Offer]:
     """The active offers of ``kind`` ("vm" or "desktop"), smallest (or cheapest) first."""
     catalog = get_catalog()
     if kind == KIND_DESKTOP:
+        prices = current_desktop_prices()
         return [Offer(KIND_DESKTOP, d.key, d.name_en, d.name_cy, d.flavor, d.vcpus, d.ram_mib, d.disk_gb,
-                      d.monthly_price, d.image_key) for d in catalog.desktops]
+                      prices.get(d.key, d.monthly_price), d.image_key) for d in catalog.desktops]
     return [Offer(KIND_VM, s.key, s.name_en, s.name_cy, s.flavor, s.vcpus, s.ram_mib, s.disk_gb,
                   vm_monthly_estimate(s, catalog.rates), None) for s in catalog.vm_sizes]
 

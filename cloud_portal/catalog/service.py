@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from cloud_portal.catalog.models import DesktopTemplate, Image, Rate, RateVersion, VmSize
 from cloud_portal.extensions import db
+from cloud_portal.timeutil import utcnow
 
 HOURS_PER_MONTH = Decimal(730)  # the usual cloud convention: 8,760 hours / 12
 
@@ -29,8 +30,30 @@ def get_catalog() -> CatalogView:
         images=list(db.session.scalars(select(Image).where(Image.active.is_(True)).order_by(Image.name))),
         desktops=list(db.session.scalars(select(DesktopTemplate).where(DesktopTemplate.active.is_(True))
                                          .order_by(DesktopTemplate.monthly_price))),
-        rates={r.key: r.price for r in db.session.scalars(select(Rate))},
+        rates=current_rates(),
     )
+
+
+def current_desktop_prices() -> dict[str, Decimal]:
+    """Desktop template key → its monthly price today (from the dated price versions)."""
+    today = utcnow().date()
+    out = {}
+    for key, versions in rate_versions().items():
+        in_effect = [price for since, price in versions if since <= today]
+        if key.startswith("desktop:") and in_effect:
+            out[key.removeprefix("desktop:")] = in_effect[-1]
+    return out
+
+
+def current_rates() -> dict[str, Decimal]:
+    """Each rate's price today: the newest version in effect (the base rate card without versions)."""
+    rates = {r.key: r.price for r in db.session.scalars(select(Rate))}
+    today = utcnow().date()
+    for key, versions in rate_versions().items():
+        in_effect = [price for since, price in versions if since <= today]
+        if in_effect and not key.startswith("desktop:"):
+            rates[key] = in_effect[-1]
+    return rates
 
 
 def vm_monthly_estimate(size: VmSize, rates: dict[str, Decimal]) -> Decimal:
