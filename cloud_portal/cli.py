@@ -305,6 +305,42 @@ def billing_statement(email: str, month: str) -> None:
     _run(show)
 
 
+@billing.command("export")
+@click.option("--month", required=True, help="YYYY-MM")
+@click.option("--format", "fmt", required=True, type=click.Choice(["csv", "xlsx", "pdf", "journal"]),
+              help="csv and xlsx: statement lines; pdf: a tenant's statement; journal: the recharge journal.")
+@click.option("--tenant", "tenant_slug", help="Only this tenant (required for pdf).")
+@click.option("--user", "email", help="Only this person's charges (their e-mail).")
+@click.option("--out", type=click.Path(dir_okay=False, writable=True, path_type=Path),
+              help="Write here (default: standard output, for csv and journal only).")
+def billing_export(month: str, fmt: str, tenant_slug: str | None, email: str | None, out: Path | None) -> None:
+    """Export MONTH's charges (final when closed, else month to date) as csv, xlsx, pdf or journal."""
+    from cloud_portal.accounts.service import get_user_by_email
+    from cloud_portal.billing import exports
+    from cloud_portal.errors import InvalidInput, NotFound
+    from cloud_portal.tenants.service import get_tenant_by_slug
+
+    def export() -> None:
+        if out is None and fmt in ("xlsx", "pdf"):
+            raise InvalidInput(f"A {fmt} export is binary; say where to write it with --out FILE.")
+        tenant = get_tenant_by_slug(tenant_slug) if tenant_slug else None
+        if tenant_slug and tenant is None:
+            raise NotFound(f"No tenant {tenant_slug!r}; `cloud-portal tenants list` shows them.")
+        user = get_user_by_email(email) if email else None
+        # A removed tenant keeps its charges, so any tenant in the database can be exported.
+        _, _, data = exports.render(month, fmt, tenant_id=tenant.id if tenant else None,
+                                    owner_id=user.id if user else None)
+        if out is None:
+            click.echo(data, nl=False)  # the exact bytes (UTF-8, CRLF), whatever the terminal's encoding
+            return
+        try:
+            out.write_bytes(data)
+        except OSError as exc:
+            raise click.ClickException(f"Cannot write {out}: {exc.strerror or exc}.") from None
+        click.echo(f"wrote {out} ({len(data):,} bytes)")
+    _run(export)
+
+
 @main.command("demo-accounts")
 def demo_accounts() -> None:
     """Create one demo account per role per tenant; prints new passwords once."""

@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CLOUD_PORTAL_INSTANCE_PATH=${CLOUD_PORTAL_INSTANCE_PATH:-$PWD/instance}
 BIND=${CLOUD_PORTAL_BIND:-127.0.0.1:8000}
+bash scripts/ensure-pango.sh  # WeasyPrint (PDF statements) needs Debian's Pango
 
 echo "== starting the sandbox cloud (first time: installs OpenStack, several minutes)"
 sandbox_out=$(sandbox/sandboxctl start | tee /dev/stderr)
