@@ -7,6 +7,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import func, select
 
 from cloud_portal.accounts.models import User
+from cloud_portal.billing import reports
 from cloud_portal.catalog.service import get_catalog, vm_monthly_estimate
 from cloud_portal.extensions import db
 from cloud_portal.quotas.service import headroom, limits_for_tenants
@@ -57,11 +58,17 @@ def home():
         tenants = list_tenants(include_platform=False)
         people_by_tenant = dict(db.session.execute(
             select(User.tenant_id, func.count()).where(User.active.is_(True)).group_by(User.tenant_id)).all())
+        own = reports.month_to_date(current_user.id) if current_user.is_platform_admin else None
         return render_template("portal/home_platform.html", tenants=tenants, people=people_by_tenant,
-                               limits=limits_for_tenants([t.id for t in tenants]), **context)
+                               limits=limits_for_tenants([t.id for t in tenants]),
+                               spend=reports.tenants_month_to_date(), money_so_far=own, **context)
     room = headroom(current_user.tenant_id, current_user.id)  # two queries, no cloud calls
     people: int | None = None
+    spend_by_person: list[reports.PersonTotal] = []
+    money_so_far = reports.month_to_date(current_user.id)  # two queries
     if current_user.is_tenant_admin:
         people = db.session.scalar(select(func.count()).select_from(User).where(
             User.tenant_id == current_user.tenant_id, User.active.is_(True)))
-    return render_template("portal/home_tenant.html", room=room, people=people, **context)
+        spend_by_person = reports.people_totals(money_so_far.month, current_user.tenant_id)  # four queries
+    return render_template("portal/home_tenant.html", room=room, people=people, money_so_far=money_so_far,
+                           spend_by_person=spend_by_person, **context)

@@ -207,8 +207,9 @@ def show_server(server_id: int):
     sizes = db.session.scalars(select(VmSize).where(VmSize.active.is_(True)).order_by(VmSize.vcpus, VmSize.ram_mib))
     resize.size.choices = [(s.key, f"{s.display_name(_locale())} ({s.vcpus} vCPU, {s.ram_mib // 1024} GiB)")
                            for s in sizes if s.flavor != server.flavor]
+    from cloud_portal.billing.reports import server_cost_so_far
     return render_template("servers/server.html", server=server, confirm=ConfirmForm(), resize=resize,
-                           job=latest_job(server_id=server.id))
+                           job=latest_job(server_id=server.id), cost=server_cost_so_far(server.id))
 
 
 @bp.route("/servers/<int:server_id>/<any(start, stop, reboot, resize, delete):action>", methods=["POST"])
