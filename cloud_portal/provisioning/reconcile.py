@@ -1,9 +1,10 @@
 """Reconciliation: compare the portal with OpenStack and put the portal right."""
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
@@ -20,6 +21,8 @@ from cloud_portal.provisioning.plain_words import plain_words
 from cloud_portal.tenants.cloud_sync import project_id, project_name
 from cloud_portal.tenants.models import Tenant
 from cloud_portal.timeutil import utcnow
+
+log = logging.getLogger(__name__)
 
 #: Nova statuses reconciliation copies into the portal (others are transient: BUILD, RESIZE, ...).
 SETTLED_STATUSES = ("ACTIVE", "SHUTOFF", "ERROR")
@@ -115,8 +118,12 @@ def _update_known_servers(ctx: CloudContext, project: str, tenant: Tenant, live:
 def _terminated_at(ctx: CloudContext, project: str, server: m.Server, now: datetime) -> datetime:
     """When Nova deleted ``server`` (from its usage report), or now when Nova no longer says."""
     try:
-        usage = ctx.cloud.server_usage(project, server.created_at, now).get(server.openstack_id or "")
-    except CloudError:
+        # From a little before our record of it: Nova's times are whole seconds and a server made
+        # and deleted within moments could otherwise fall outside the report.
+        since = server.created_at - timedelta(hours=1)
+        usage = ctx.cloud.server_usage(project, since, now).get(server.openstack_id or "")
+    except CloudError as exc:
+        log.warning("no deletion time from Nova for %s: %s", server.openstack_id, exc)
         usage = None
     ended = usage.ended_at if usage is not None else None
     return ended if ended is not None and ended <= now else now

@@ -37,15 +37,19 @@ def _finished(conn: Any, server_id: str, action: str) -> datetime:
     raise AssertionError(f"Nova has no {action} action for {server_id}")
 
 
-def test_ledger_matches_nova(cloud_app: Any, make_user: Any, sandbox_cloud: Any, unique_name: Any) -> None:
-    member = make_user("member", "monmouthshire")
-    client = cloud_app.test_client()
+def _ordered_through_the_web(app: Any, member: Any, name: str) -> tuple[Any, m.Server]:
+    """A signed-in client and the small VM it ordered (provisioned inline: the queue is immediate)."""
+    client = app.test_client()
     sign_in(client, member.email)
-    name = unique_name("bill")
     assert client.post("/requests/new/vm", data={"name": name, "catalog_key": "small", "image_key": "debian-12",
                                                  "data_hall": "local-government"}).status_code == 302
     server = db.session.scalar(select(m.Server).where(m.Server.name == name))
     assert server is not None and server.status == "ACTIVE"
+    return client, server
+
+
+def test_ledger_matches_nova(cloud_app: Any, make_user: Any, sandbox_cloud: Any, unique_name: Any) -> None:
+    client, server = _ordered_through_the_web(cloud_app, make_user("member", "monmouthshire"), unique_name("bill"))
     for action, form in (("stop", {}), ("start", {}), ("resize", {"size": "medium"}), ("delete", {})):
         assert client.post(f"/servers/{server.id}/{action}", data=form).status_code == 302
         db.session.expire_all()
@@ -57,7 +61,7 @@ def test_ledger_matches_nova(cloud_app: Any, make_user: Any, sandbox_cloud: Any,
                                    .order_by(UsageInterval.started_at, UsageInterval.id)))
     # created (running, small) → stopped → running → running (medium) → deleted
     assert [(r.state, r.vcpus) for r in rows] == [("running", 1), ("stopped", 1), ("running", 1), ("running", 2)]
-    deleted_server = conn.compute.get_usage(server.tenant.openstack_project_id,
+    deleted_server = conn.compute.get_usage(conn.identity.find_project(f"cwmwl-{server.tenant.slug}").id,
                                             start=(utcnow() - timedelta(hours=1)).replace(tzinfo=None),
                                             end=(utcnow() + timedelta(minutes=1)).replace(tzinfo=None))
     usage = {u["instance_id"]: u for u in deleted_server.server_usages}[server.openstack_id]
@@ -81,13 +85,7 @@ def test_deleted_outside_the_portal_ends_when_nova_deleted_it(cloud_app: Any, ma
                                                               unique_name: Any) -> None:
     from cloud_portal.jobs.provisioning import reconcile_now
     from cloud_portal.timeutil import frozen_at
-    member = make_user("member", "monmouthshire")
-    client = cloud_app.test_client()
-    sign_in(client, member.email)
-    name = unique_name("oob")
-    assert client.post("/requests/new/vm", data={"name": name, "catalog_key": "small", "image_key": "debian-12",
-                                                 "data_hall": "local-government"}).status_code == 302
-    server = db.session.scalar(select(m.Server).where(m.Server.name == name))
+    _, server = _ordered_through_the_web(cloud_app, make_user("member", "monmouthshire"), unique_name("oob"))
     conn = sandbox_cloud.connect()
     conn.compute.delete_server(server.openstack_id)
     conn.compute.wait_for_delete(conn.compute.get_server(server.openstack_id), interval=0.5, wait=60)
@@ -97,7 +95,7 @@ def test_deleted_outside_the_portal_ends_when_nova_deleted_it(cloud_app: Any, ma
     db.session.expire_all()
     row = db.session.scalar(select(UsageInterval).where(UsageInterval.server_id == server.id))
     usage = {u["instance_id"]: u for u in conn.compute.get_usage(
-        server.tenant.openstack_project_id, start=(utcnow() - timedelta(hours=1)).replace(tzinfo=None),
+        conn.identity.find_project(f"cwmwl-{server.tenant.slug}").id, start=(utcnow() - timedelta(hours=1)).replace(tzinfo=None),
         end=(utcnow() + timedelta(minutes=1)).replace(tzinfo=None)).server_usages}[server.openstack_id]
     terminated = _nova_time(usage["ended_at"])
     assert row.ended_at is not None and terminated is not None and abs(row.ended_at - terminated) <= CLOSE
