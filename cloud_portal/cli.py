@@ -341,6 +341,23 @@ def billing_export(month: str, fmt: str, tenant_slug: str | None, email: str | N
     _run(export)
 
 
+@billing.command("cross-check")
+@click.argument("month")
+def billing_cross_check(month: str) -> None:
+    """Compare MONTH's server-hours in the ledger with Nova's usage report; list differences."""
+    from cloud_portal.adapters.cloud import cloud
+    from cloud_portal.billing.charges import parse_month
+    from cloud_portal.billing.crosscheck import cross_check
+
+    def check() -> None:
+        parse_month(month)
+        differences = cross_check(cloud.required(), month)
+        for d in differences:
+            click.echo(f"{d.tenant_slug:20} {d.server_name:30} ledger {d.ledger_hours:>9} h  Nova {d.nova_hours:>9} h")
+        click.echo(f"{month}: {len(differences)} servers differ by more than 0.1 hour")
+    _run(check)
+
+
 @main.command("demo-accounts")
 def demo_accounts() -> None:
     """Create one demo account per role per tenant; prints new passwords once."""

@@ -96,3 +96,15 @@ def test_bad_configuration_is_reported_not_a_traceback(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "Refusing to start in production without a real SECRET_KEY" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["billing", "close", "november"], "'november' is not a month; write it as YYYY-MM"),
+    (["billing", "close", "2999-01"], "2999-01 has not ended yet"),
+    (["billing", "statement", "nobody@example.cymru", "--month", "2026-11"], "No account with e-mail"),
+    (["billing", "cross-check", "2026-13"], "'2026-13' is not a month"),
+])
+def test_billing_commands_refuse_with_a_reason(cli: Any, args: list[str], message: str) -> None:
+    assert cli("init").returncode == 0
+    result = cli(*args)
+    assert result.returncode == 1 and message in result.stderr, result.stderr
