@@ -61,3 +61,32 @@ def wait_for_healthz(base: str, process: subprocess.Popen[Any], timeout_s: float
             pytest.fail(f"{base}/healthz did not answer 200 within {timeout_s:.0f}s "
                         f"(exit code {process.poll()}): {stderr}", pytrace=False)
         time.sleep(0.2)
+
+
+def utc(text: str) -> Any:
+    """"2026-11-01T00:00:00" → that instant in UTC (aware)."""
+    from datetime import UTC, datetime
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def server_seen_active(user: Any, name: str, when: Any, *, kind: str = "vm", size: str = "small",
+                       hall: str = "local-government") -> Any:
+    """A server ordered by ``user`` through the service path and first seen ACTIVE at ``when``
+    (the test plays the provision job's part: no queue, no cloud)."""
+    from cloud_portal.adapters.openstack import ServerInfo
+    from cloud_portal.extensions import db
+    from cloud_portal.provisioning import leases, servers
+    from cloud_portal.provisioning import models as m
+    from cloud_portal.provisioning import requests as orders
+    from cloud_portal.unit_of_work import discard_pending
+    request = orders.submit_request(user, kind=kind, catalog_key=size, image_key="debian-12" if kind == "vm" else None,
+                                    data_hall=hall, name=name)
+    db.session.commit()
+    discard_pending()
+    info = ServerInfo(id=f"nova-{name}", name=name, status="ACTIVE", project_id="p", flavor_name=request.flavor,
+                      availability_zone=hall, fixed_ip=None, fault=None)
+    server = servers.create_from_request(request, info, at=when)
+    request.state = m.ACTIVE
+    leases.finish(leases.latest_job(request_id=request.id), m.JOB_SUCCEEDED)
+    db.session.commit()
+    return server

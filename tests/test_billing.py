@@ -8,7 +8,7 @@ went back on the 25th). February 2028 has 29 days.
 """
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,23 +17,17 @@ import pytest
 import yaml
 from sqlalchemy import select, text
 
-from cloud_portal.adapters.openstack import ServerInfo
 from cloud_portal.billing import months
 from cloud_portal.billing.models import StatementLine, UsageInterval
 from cloud_portal.errors import InvalidInput
 from cloud_portal.extensions import db
-from cloud_portal.provisioning import leases, servers
 from cloud_portal.provisioning import models as m
-from cloud_portal.provisioning import requests as orders
+from cloud_portal.provisioning import servers
 from cloud_portal.tenants.config_file import load_tenants_file
 from cloud_portal.tenants.service import sync_tenants
 from cloud_portal.timeutil import frozen_at
-from cloud_portal.unit_of_work import discard_pending
 from tests.conftest import TENANTS_FILE
-
-
-def at(text_: str) -> datetime:
-    return datetime.fromisoformat(text_).replace(tzinfo=UTC)
+from tests.helpers import server_seen_active, utc
 
 
 @pytest.fixture
@@ -48,18 +42,6 @@ def rate_change(app: Any, synced: None, tmp_path: Path) -> None:
     db.session.commit()
 
 
-def _server(user: Any, name: str, when: datetime, *, kind: str = "vm", size: str = "small") -> m.Server:
-    """A server ordered by ``user`` and first seen ACTIVE at ``when`` (through the service path)."""
-    request = orders.submit_request(user, kind=kind, catalog_key=size, image_key="debian-12" if kind == "vm" else None,
-                                    data_hall="local-government", name=name)
-    db.session.commit()
-    discard_pending()  # no queue here: the test plays the provision job's part below
-    info = ServerInfo(id=f"nova-{name}", name=name, status="ACTIVE", project_id="p", flavor_name=request.flavor,
-                      availability_zone="local-government", fixed_ip=None, fault=None)
-    server = servers.create_from_request(request, info, at=when)
-    request.state = m.ACTIVE
-    leases.finish(leases.latest_job(request_id=request.id), m.JOB_SUCCEEDED)
-    return server
 
 
 def _change(server: m.Server, when: datetime, **change: Any) -> None:
@@ -76,21 +58,21 @@ def test_the_november_scenario(make_user: Any, rate_change: None) -> None:
     alys, bryn = make_user("member", "torfaen"), make_user("member", "torfaen")
     medium = db.session.scalar(select(VmSize).where(VmSize.key == "medium"))
     # B: Bryn's large VM, first ACTIVE on 31 October at noon, given to Alys on the 10th, deleted on the 12th.
-    b = _server(bryn, "bee", at("2026-10-31T12:00:00"), size="large")
-    _change(b, at("2026-11-10T00:00:00"), owner_id=alys.id)
-    servers.mark_deleted(b, "deleted by its owner", at=at("2026-11-12T00:00:00"))
+    b = server_seen_active(bryn, "bee", utc("2026-10-31T12:00:00"), size="large")
+    _change(b, utc("2026-11-10T00:00:00"), owner_id=alys.id)
+    servers.mark_deleted(b, "deleted by its owner", at=utc("2026-11-12T00:00:00"))
     # A: Alys's small VM from 1 November: stopped the 5th, started the 6th, resized to medium the 20th,
     # deleted on 3 December (an interval across the month end).
-    a = _server(alys, "aye", at("2026-11-01T00:00:00"))
-    _change(a, at("2026-11-05T00:00:00"), status="SHUTOFF")
-    _change(a, at("2026-11-06T00:00:00"), status="ACTIVE")
-    _change(a, at("2026-11-20T00:00:00"), size=medium)
-    servers.mark_deleted(a, "deleted by its owner", at=at("2026-12-03T00:00:00"))
+    a = server_seen_active(alys, "aye", utc("2026-11-01T00:00:00"))
+    _change(a, utc("2026-11-05T00:00:00"), status="SHUTOFF")
+    _change(a, utc("2026-11-06T00:00:00"), status="ACTIVE")
+    _change(a, utc("2026-11-20T00:00:00"), size=medium)
+    servers.mark_deleted(a, "deleted by its owner", at=utc("2026-12-03T00:00:00"))
     # D: Alys's Windows desktop from the 10th, stopped on the 25th (a desktop is billed all the same).
-    d = _server(alys, "desk", at("2026-11-10T00:00:00"), kind="desktop", size="office-windows")
-    _change(d, at("2026-11-25T00:00:00"), status="SHUTOFF")
+    d = server_seen_active(alys, "desk", utc("2026-11-10T00:00:00"), kind="desktop", size="office-windows")
+    _change(d, utc("2026-11-25T00:00:00"), status="SHUTOFF")
 
-    with frozen_at(at("2027-01-05T00:00:00")):
+    with frozen_at(utc("2027-01-05T00:00:00")):
         _, october = months.statement("2026-10")
         _, november = months.statement("2026-11")
         _, december = months.statement("2026-12")
@@ -129,9 +111,9 @@ def test_the_november_scenario(make_user: Any, rate_change: None) -> None:
 
 def test_february_in_a_leap_year(make_user: Any, synced: None) -> None:
     member = make_user("member", "torfaen")
-    server = _server(member, "leap", at("2028-01-31T23:00:00"))
-    _change(server, at("2028-03-01T00:00:00"), status="SHUTOFF")
-    with frozen_at(at("2028-03-02T00:00:00")):
+    server = server_seen_active(member, "leap", utc("2028-01-31T23:00:00"))
+    _change(server, utc("2028-03-01T00:00:00"), status="SHUTOFF")
+    with frozen_at(utc("2028-03-02T00:00:00")):
         _, february = months.statement("2028-02", owner_id=member.id)
     # 29 days = 696 h: 696 vCPU-h × 0.015 = 10.44; 1,392 GB-h × 0.005 = 6.96; 20 GB × 1 month × 0.04 = 0.80
     assert {row.component: row.amount for row in february} == {
@@ -140,22 +122,22 @@ def test_february_in_a_leap_year(make_user: Any, synced: None) -> None:
 
 def test_ledger_intervals_follow_the_transitions(make_user: Any, synced: None) -> None:
     member = make_user("member", "torfaen")
-    server = _server(member, "web", at("2026-11-01T00:00:00"))
-    _change(server, at("2026-11-01T06:00:00"), status="ACTIVE")  # a reboot: nothing billed changed
-    _change(server, at("2026-11-02T00:00:00"), status="SHUTOFF")
-    _change(server, at("2026-11-03T00:00:00"), status="ERROR")  # errored: disk only, as stopped
-    servers.mark_deleted(server, "gone", at=at("2026-11-04T00:00:00"))
+    server = server_seen_active(member, "web", utc("2026-11-01T00:00:00"))
+    _change(server, utc("2026-11-01T06:00:00"), status="ACTIVE")  # a reboot: nothing billed changed
+    _change(server, utc("2026-11-02T00:00:00"), status="SHUTOFF")
+    _change(server, utc("2026-11-03T00:00:00"), status="ERROR")  # errored: disk only, as stopped
+    servers.mark_deleted(server, "gone", at=utc("2026-11-04T00:00:00"))
     rows = db.session.execute(select(UsageInterval.state, UsageInterval.started_at, UsageInterval.ended_at)
                               .where(UsageInterval.server_id == server.id).order_by(UsageInterval.started_at)).all()
-    assert rows == [("running", at("2026-11-01T00:00:00"), at("2026-11-02T00:00:00")),
-                    ("stopped", at("2026-11-02T00:00:00"), at("2026-11-04T00:00:00"))]
+    assert rows == [("running", utc("2026-11-01T00:00:00"), utc("2026-11-02T00:00:00")),
+                    ("stopped", utc("2026-11-02T00:00:00"), utc("2026-11-04T00:00:00"))]
     # The database allows one open interval per server.
     db.session.add(UsageInterval(server_id=server.id, owner_id=member.id, tenant_id=member.tenant_id, kind="vm",
                                  catalog_key="cc.small", vcpus=1, ram_mib=2048, disk_gb=20, state="running",
-                                 started_at=at("2026-11-05T00:00:00"), cause="test"))
+                                 started_at=utc("2026-11-05T00:00:00"), cause="test"))
     db.session.add(UsageInterval(server_id=server.id, owner_id=member.id, tenant_id=member.tenant_id, kind="vm",
                                  catalog_key="cc.small", vcpus=1, ram_mib=2048, disk_gb=20, state="running",
-                                 started_at=at("2026-11-06T00:00:00"), cause="test"))
+                                 started_at=utc("2026-11-06T00:00:00"), cause="test"))
     with pytest.raises(Exception, match="(?i)unique"):
         db.session.flush()
     db.session.rollback()
@@ -163,16 +145,16 @@ def test_ledger_intervals_follow_the_transitions(make_user: Any, synced: None) -
 
 def test_closing_a_month(make_user: Any, synced: None) -> None:
     member = make_user("member", "torfaen")
-    server = _server(member, "web", at("2026-11-01T00:00:00"))
-    with frozen_at(at("2026-11-20T00:00:00")):
+    server = server_seen_active(member, "web", utc("2026-11-01T00:00:00"))
+    with frozen_at(utc("2026-11-20T00:00:00")):
         with pytest.raises(InvalidInput, match="has not ended yet"):
             months.close_month("2026-11", "test")
-    with frozen_at(at("2026-12-01T00:00:10")):
+    with frozen_at(utc("2026-12-01T00:00:10")):
         with pytest.raises(InvalidInput, match="No reconciliation has completed"):
             months.close_month("2026-11", "test")
         db.session.add(m.ReconcileRun())
         job = m.Job(id="j-1", kind=m.JOB_ACTION, state=m.JOB_RUNNING, tenant_id=member.tenant_id,
-                    created_at=at("2026-11-30T23:59:00"))
+                    created_at=utc("2026-11-30T23:59:00"))
         db.session.add(job)
         db.session.commit()
         with pytest.raises(InvalidInput, match="still running"):
@@ -193,8 +175,8 @@ def test_closing_a_month(make_user: Any, synced: None) -> None:
     db.session.rollback()
 
     # Learned later: the server was deleted outside the portal on 28 November (Nova's time).
-    servers.mark_deleted(server, "deleted outside the portal", at=at("2026-11-28T00:00:00"))
-    with frozen_at(at("2027-01-01T00:00:10")):
+    servers.mark_deleted(server, "deleted outside the portal", at=utc("2026-11-28T00:00:00"))
+    with frozen_at(utc("2027-01-01T00:00:10")):
         db.session.add(m.ReconcileRun())
         db.session.commit()
         december = months.close_month("2026-12", "test")

@@ -7,7 +7,7 @@ from cloud_portal.accounts.service import create_api_token
 from cloud_portal.extensions import db
 from cloud_portal.provisioning import models as m
 from cloud_portal.timeutil import frozen_at
-from tests.test_billing import _server, at
+from tests.helpers import server_seen_active, utc
 
 
 def _headers(user: Any) -> dict[str, str]:
@@ -20,9 +20,9 @@ def test_billing_api_scopes(app: Any, make_user: Any) -> None:
     alys, bryn = make_user("member", "torfaen"), make_user("member", "torfaen")
     admin, outsider = make_user("tenant_admin", "torfaen"), make_user("tenant_admin", "nhs-wales")
     finance = make_user("finance", "platform")
-    _server(alys, "web", at("2026-11-01T00:00:00"))
+    server_seen_active(alys, "web", utc("2026-11-01T00:00:00"))
     client = app.test_client()
-    with frozen_at(at("2026-12-01T00:00:05")):
+    with frozen_at(utc("2026-12-01T00:00:05")):
         mine = client.get("/api/v1/billing/months/2026-11/statement", headers=_headers(alys)).get_json()
         # A small VM all November: 720 × 0.015 = 10.80; 1,440 × 0.005 = 7.20; 20 GB-months × 0.04 = 0.80
         assert mine["user"] == alys.email and mine["total_gbp"] == "18.80" and not mine["closed"]

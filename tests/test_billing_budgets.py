@@ -20,8 +20,7 @@ from cloud_portal.tenants.service import sync_tenants
 from cloud_portal.timeutil import frozen_at
 from cloud_portal.unit_of_work import discard_pending
 from tests.conftest import TENANTS_FILE
-from tests.helpers import create_user
-from tests.test_billing import _server, at
+from tests.helpers import create_user, server_seen_active, utc
 from tests.test_quota_increases import Inbox, smtp  # noqa: F401  (the local SMTP server fixture)
 
 
@@ -54,19 +53,19 @@ def test_alerts_once_at_80_and_100_per_cent(budget_app: Any, smtp: tuple[Inbox, 
     inbox = smtp[0]
     admin = create_user("tenant_admin", "torfaen", email="budget-admin@torfaen.example")
     member = create_user("member", "torfaen")
-    with frozen_at(at("2026-11-02T00:00:00")):
-        _server(member, "one", at("2026-11-01T00:00:00"))
+    with frozen_at(utc("2026-11-02T00:00:00")):
+        server_seen_active(member, "one", utc("2026-11-01T00:00:00"))
         assert budgets.forecast(member.tenant_id) == Decimal("18.80")  # 62.7 %: nothing yet
         assert budgets.send_budget_alerts() == []
-    with frozen_at(at("2026-11-16T00:00:00")):
-        _server(member, "two", at("2026-11-16T00:00:00"))
+    with frozen_at(utc("2026-11-16T00:00:00")):
+        server_seen_active(member, "two", utc("2026-11-16T00:00:00"))
         # one all month (18.80) + two from the 16th, 15 of 30 days (5.40 + 3.60 + 0.40 = 9.40) = 28.20: 94 %
         assert budgets.forecast(member.tenant_id) == Decimal("28.20")
         assert budgets.send_budget_alerts() == [("torfaen", 80)]
         assert budgets.send_budget_alerts() == []  # once only
         assert not budgets.over_budget_needs_approval(member.tenant)
-    with frozen_at(at("2026-11-16T00:00:00")):
-        _server(member, "three", at("2026-11-16T00:00:00"))  # forecast 28.20 < 30: still approved at once
+    with frozen_at(utc("2026-11-16T00:00:00")):
+        server_seen_active(member, "three", utc("2026-11-16T00:00:00"))  # forecast 28.20 < 30: still approved at once
         assert budgets.send_budget_alerts() == [("torfaen", 100)]  # 37.60: 125 %
         assert budgets.over_budget_needs_approval(member.tenant)
         request = orders.submit_request(member, kind="vm", catalog_key="small", image_key="debian-12",

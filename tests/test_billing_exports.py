@@ -16,7 +16,7 @@ import io
 import re
 import zipfile
 import zlib
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -25,38 +25,21 @@ import openpyxl
 import pytest
 from click.testing import CliRunner
 
-from cloud_portal.adapters.openstack import ServerInfo
 from cloud_portal.billing import exports, months
 from cloud_portal.errors import InvalidInput
 from cloud_portal.extensions import db
-from cloud_portal.provisioning import leases, servers
 from cloud_portal.provisioning import models as m
-from cloud_portal.provisioning import requests as orders
+from cloud_portal.provisioning import servers
 from cloud_portal.tenants.service import get_tenant_by_slug
 from cloud_portal.timeutil import frozen_at
 from tests.conftest import TENANTS_FILE
+from tests.helpers import server_seen_active, utc
 
 MONTH = "2026-11"
 
 
-def at(text_: str) -> datetime:
-    return datetime.fromisoformat(text_).replace(tzinfo=UTC)
 
 
-def _server(user: Any, name: str, when: datetime) -> m.Server:
-    """A small VM ordered by ``user`` and first seen ACTIVE at ``when`` (through the service path)."""
-    from cloud_portal.unit_of_work import discard_pending
-    request = orders.submit_request(user, kind="vm", catalog_key="small", image_key="debian-12",
-                                    data_hall="local-government", name=name)
-    db.session.commit()
-    discard_pending()  # no queue here: the test plays the provision job's part below
-    info = ServerInfo(id=f"nova-{name}", name=name, status="ACTIVE", project_id="p", flavor_name=request.flavor,
-                      availability_zone="local-government", fixed_ip=None, fault=None)
-    server = servers.create_from_request(request, info, at=when)
-    request.state = m.ACTIVE
-    leases.finish(leases.latest_job(request_id=request.id), m.JOB_SUCCEEDED)
-    db.session.commit()
-    return server
 
 
 @pytest.fixture
@@ -67,12 +50,12 @@ def november(make_user: Any) -> dict[str, Any]:
     ceri = make_user("member", "monmouthshire", "ceri@monmouthshire.gov.uk")
     alys.display_name, bryn.display_name, ceri.display_name = "Alys Ŵyn", "=Bryn Jones", "Ceri Lewis"
     db.session.commit()
-    aye = _server(alys, "aye", at("2026-11-01T00:00:00"))
-    servers.mark_deleted(aye, "deleted by its owner", at=at("2026-11-11T00:00:00"))
-    bee = _server(bryn, "bee", at("2026-11-16T00:00:00"))
-    cee = _server(ceri, "cee", at("2026-11-21T00:00:00"))
-    servers.mark_deleted(cee, "deleted by its owner", at=at("2026-12-01T00:00:00"))
-    with frozen_at(at("2026-12-01T00:00:10")):
+    aye = server_seen_active(alys, "aye", utc("2026-11-01T00:00:00"))
+    servers.mark_deleted(aye, "deleted by its owner", at=utc("2026-11-11T00:00:00"))
+    bee = server_seen_active(bryn, "bee", utc("2026-11-16T00:00:00"))
+    cee = server_seen_active(ceri, "cee", utc("2026-11-21T00:00:00"))
+    servers.mark_deleted(cee, "deleted by its owner", at=utc("2026-12-01T00:00:00"))
+    with frozen_at(utc("2026-12-01T00:00:10")):
         db.session.add(m.ReconcileRun())
         db.session.commit()
         months.close_month(MONTH, "test")
@@ -178,7 +161,7 @@ def test_pdf_statement(november: dict[str, Any]) -> None:
 
 
 def test_pdf_of_an_open_month(november: dict[str, Any]) -> None:
-    with frozen_at(at("2026-12-10T12:00:00")):
+    with frozen_at(utc("2026-12-10T12:00:00")):
         html = exports.statement_html("2026-12", tenant_id=november["torfaen"].id)
         _, _, body = exports.render("2026-12", "pdf", tenant_id=november["torfaen"].id)
     # Bryn's VM runs on: 9.5 days of December so far.
@@ -200,9 +183,9 @@ def test_journal_one_line_per_cost_centre(november: dict[str, Any]) -> None:
 def test_closed_month_exports_are_the_same_bytes_every_time(november: dict[str, Any]) -> None:
     torfaen = november["torfaen"].id
     scopes = {"csv": {}, "xlsx": {}, "journal": {}, "pdf": {"tenant_id": torfaen}}
-    with frozen_at(at("2027-01-05T09:00:00")):
+    with frozen_at(utc("2027-01-05T09:00:00")):
         first = {fmt: exports.render(MONTH, fmt, **scope) for fmt, scope in scopes.items()}
-    with frozen_at(at("2027-06-30T17:31:07")):
+    with frozen_at(utc("2027-06-30T17:31:07")):
         second = {fmt: exports.render(MONTH, fmt, **scope) for fmt, scope in scopes.items()}
     for fmt in scopes:
         assert first[fmt] == second[fmt], fmt

@@ -7,43 +7,23 @@ November 2026 in Europe/London is GMT: 30 days, 720 hours; December has 744 hour
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from cloud_portal.adapters.openstack import ServerInfo
-from cloud_portal.billing import months, reports
+from cloud_portal.billing import months, reports, summaries
 from cloud_portal.extensions import db
-from cloud_portal.provisioning import leases, servers
 from cloud_portal.provisioning import models as m
-from cloud_portal.provisioning import requests as orders
+from cloud_portal.provisioning import servers
 from cloud_portal.timeutil import frozen_at
-from cloud_portal.unit_of_work import discard_pending
-from tests.helpers import sign_in
+from tests.helpers import server_seen_active, sign_in, utc
 
 TENANT_OF = {"member": "torfaen", "tenant_admin": "torfaen", "platform_admin": "platform", "finance": "platform"}
 
 
-def at(text: str) -> datetime:
-    return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
-def _server(user: Any, name: str, when: datetime, *, kind: str = "vm", size: str = "small",
-            hall: str = "local-government") -> m.Server:
-    """A server ordered by ``user`` and first seen ACTIVE at ``when`` (through the service path)."""
-    request = orders.submit_request(user, kind=kind, catalog_key=size, image_key="debian-12" if kind == "vm" else None,
-                                    data_hall=hall, name=name)
-    db.session.commit()
-    discard_pending()  # no queue here: the test plays the provision job's part below
-    info = ServerInfo(id=f"nova-{name}", name=name, status="ACTIVE", project_id="p", flavor_name=request.flavor,
-                      availability_zone=hall, fixed_ip=None, fault=None)
-    server = servers.create_from_request(request, info, at=when)
-    request.state = m.ACTIVE
-    leases.finish(leases.latest_job(request_id=request.id), m.JOB_SUCCEEDED)
-    db.session.commit()
-    return server
 
 
 @pytest.fixture
@@ -52,8 +32,8 @@ def scenario(make_user: Any) -> dict[str, Any]:
     Nia (NHS Wales): an Office desktop (Windows) from 16 November 2026."""
     alys = make_user("member", "torfaen")
     nia = make_user("member", "nhs-wales")
-    vm = _server(alys, "ledger-web", at("2026-11-01T00:00:00"))
-    desk = _server(nia, "nia-desk", at("2026-11-16T00:00:00"), kind="desktop", size="office-windows", hall="nhs")
+    vm = server_seen_active(alys, "ledger-web", utc("2026-11-01T00:00:00"))
+    desk = server_seen_active(nia, "nia-desk", utc("2026-11-16T00:00:00"), kind="desktop", size="office-windows", hall="nhs")
     return {"alys": alys, "nia": nia, "vm": vm, "desk": desk}
 
 
@@ -79,7 +59,7 @@ def test_finance_pages_by_role(app: Any, make_user: Any, scenario: dict[str, Any
              f"/finance/people/{scenario['alys'].id}?month=2026-11",
              f"/finance/servers/{scenario['vm'].id}?month=2026-11"]
     expected = 200 if role in ("finance", "platform_admin") else 403
-    with frozen_at(at("2026-12-10T00:00:00")):
+    with frozen_at(utc("2026-12-10T00:00:00")):
         for page in pages:
             assert client.get(page).status_code == expected, f"{role} {page}"
         assert client.post("/finance/months/2026-11/close").status_code in ((302,) if expected == 200 else (403,))
@@ -94,11 +74,11 @@ def test_finance_pages_by_role(app: Any, make_user: Any, scenario: dict[str, Any
 
 def test_overview_figures_match_the_domain(app: Any, make_user: Any, scenario: dict[str, Any]) -> None:
     client = _client_as(app, make_user, "finance")
-    with frozen_at(at("2026-12-10T00:00:00")):
+    with frozen_at(utc("2026-12-10T00:00:00")):
         november = client.get("/finance/?month=2026-11").get_data(as_text=True)
         december = client.get("/finance/").get_data(as_text=True)  # default: the current month
         totals = reports.tenant_totals("2026-11")
-        partners = reports.partner_summary("2026-11")
+        partners = summaries.partner_summary("2026-11")
     by_slug = {r.tenant.slug: r for r in totals.rows}
     # November: Alys's VM all month: 720 vCPU-h × 0.015 = 10.80; 1,440 GB-h × 0.005 = 7.20; 20 GB × 0.04 = 0.80.
     # Nia's desktop 16–30 November: £45 × 15/30 = 22.50. Nothing in October.
@@ -127,7 +107,7 @@ def test_overview_figures_match_the_domain(app: Any, make_user: Any, scenario: d
 def test_drill_down_tenant_person_server_intervals(app: Any, make_user: Any, scenario: dict[str, Any]) -> None:
     client = _client_as(app, make_user, "platform_admin")
     alys, vm = scenario["alys"], scenario["vm"]
-    with frozen_at(at("2026-12-10T00:00:00")):
+    with frozen_at(utc("2026-12-10T00:00:00")):
         tenant = client.get("/finance/tenants/torfaen?month=2026-11").get_data(as_text=True)
         person = client.get(f"/finance/people/{alys.id}?month=2026-11").get_data(as_text=True)
         server = client.get(f"/finance/servers/{vm.id}?month=2026-11").get_data(as_text=True)
@@ -147,7 +127,7 @@ def test_drill_down_tenant_person_server_intervals(app: Any, make_user: Any, sce
 
 def test_month_picker_refuses_a_bad_month(app: Any, make_user: Any, synced: None) -> None:
     client = _client_as(app, make_user, "finance")
-    with frozen_at(at("2026-12-10T00:00:00")):
+    with frozen_at(utc("2026-12-10T00:00:00")):
         for url in ("/finance/?month=2026-13", "/finance/tenants/torfaen?month=November",
                     "/finance/?month=%3Cb%3E"):
             response = client.get(url)
@@ -165,7 +145,7 @@ def test_closing_from_the_page(app: Any, make_user: Any, scenario: dict[str, Any
     finance = make_user("finance", "platform")
     client = app.test_client()
     sign_in(client, finance.email)
-    with frozen_at(at("2026-12-01T00:00:10")):
+    with frozen_at(utc("2026-12-01T00:00:10")):
         refused = client.post("/finance/months/2026-11/close", follow_redirects=True)
         page = refused.get_data(as_text=True)
         assert refused.request.path == "/finance/" and refused.request.args["month"] == "2026-11"
@@ -185,16 +165,16 @@ def test_closing_from_the_page(app: Any, make_user: Any, scenario: dict[str, Any
         early = client.post("/finance/months/2026-12/close", follow_redirects=True).get_data(as_text=True)
         assert "2026-12 has not ended yet" in early
     # The closed month's figures come from its lines, in the table and the chart's table alike.
-    with frozen_at(at("2027-01-10T00:00:00")):
+    with frozen_at(utc("2027-01-10T00:00:00")):
         page = client.get("/finance/?month=2026-12").get_data(as_text=True)
     assert "£18.80" in _row(page, "tenant-totals-table", "torfaen")
 
 
 def test_chart_and_its_table_alternative(app: Any, make_user: Any, scenario: dict[str, Any]) -> None:
     client = _client_as(app, make_user, "finance")
-    with frozen_at(at("2026-12-10T00:00:00")):
+    with frozen_at(utc("2026-12-10T00:00:00")):
         page = client.get("/finance/?month=2026-11").get_data(as_text=True)
-        series = reports.monthly_series("2026-11")
+        series = summaries.monthly_series("2026-11")
     assert series.months[0] == "2025-12" and series.months[-1] == "2026-11" and len(series.months) == 12
     svg = re.search(r"<svg id=\"spend-chart\".*?</svg>", page, re.S)
     assert svg and 'role="img"' in svg.group(0) and 'aria-labelledby="chart-title chart-desc"' in svg.group(0)
@@ -212,10 +192,10 @@ def test_chart_and_its_table_alternative(app: Any, make_user: Any, scenario: dic
 def test_home_page_shows_month_to_date_and_forecast(app: Any, make_user: Any) -> None:
     member = make_user("member", "torfaen")
     admin = make_user("tenant_admin", "torfaen")
-    vm = _server(member, "mtd", at("2026-11-03T12:00:00"))
+    vm = server_seen_active(member, "mtd", utc("2026-11-03T12:00:00"))
     client = app.test_client()
     sign_in(client, member.email)
-    with frozen_at(at("2026-11-10T18:00:00")):
+    with frozen_at(utc("2026-11-10T18:00:00")):
         home = client.get("/").get_data(as_text=True)
         server_page = client.get(f"/servers/{vm.id}").get_data(as_text=True)
         figures = reports.month_to_date(member.id)
@@ -229,23 +209,23 @@ def test_home_page_shows_month_to_date_and_forecast(app: Any, make_user: Any) ->
     assert "people-spend" not in home  # members see their own figures only
     admin_client = app.test_client()
     sign_in(admin_client, admin.email)
-    with frozen_at(at("2026-11-10T18:00:00")):
+    with frozen_at(utc("2026-11-10T18:00:00")):
         admin_home = admin_client.get("/").get_data(as_text=True)
     table = re.search(r'<table id="people-spend".*?</table>', admin_home, re.S)
     assert table and member.email in table.group(0) and "£4.54" in table.group(0)
     assert 'id="month-to-date">£0.00<' in admin_home  # the admin's own: nothing
     finance_client = _client_as(app, make_user, "finance")
-    with frozen_at(at("2026-11-10T18:00:00")):
+    with frozen_at(utc("2026-11-10T18:00:00")):
         platform_home = finance_client.get("/").get_data(as_text=True)
     assert "£4.54" in platform_home  # Torfaen's month to date in the organisations table
 
 
 def test_server_cost_so_far_counts_a_stop(app: Any, make_user: Any) -> None:
     member = make_user("member", "torfaen")
-    vm = _server(member, "stopper", at("2026-11-01T00:00:00"))
-    servers.transition(vm, cause="test", at=at("2026-11-02T00:00:00"), status="SHUTOFF")
+    vm = server_seen_active(member, "stopper", utc("2026-11-01T00:00:00"))
+    servers.transition(vm, cause="test", at=utc("2026-11-02T00:00:00"), status="SHUTOFF")
     db.session.commit()
-    with frozen_at(at("2026-11-11T00:00:00")):
+    with frozen_at(utc("2026-11-11T00:00:00")):
         cost = reports.server_cost_so_far(vm.id)
     # Running 24 h: 0.36 + 0.24; disk 10 days: 20 × 10/30 × 0.04 = 0.2667 → 0.27 (one line). £0.87 so far;
     # forecast: stopped to the month end, disk 30 days = 0.80, so £1.40.
@@ -260,7 +240,7 @@ def _bulk_servers(owners: list[Any], count: int, start: int) -> None:
         server = m.Server(tenant_id=owner.tenant_id, kind="vm", name=f"bulk-{i}", flavor="cc.small", vcpus=1,
                           ram_mib=2048, disk_gb=20, image_key="debian-12", data_hall="local-government")
         db.session.add(server)
-        servers.transition(server, cause="created", at=at("2026-11-01T00:00:00"), status="ACTIVE",
+        servers.transition(server, cause="created", at=utc("2026-11-01T00:00:00"), status="ACTIVE",
                            owner_id=owner.id)
     db.session.commit()
 
@@ -270,7 +250,7 @@ def test_tenant_totals_page_query_count_does_not_grow(app: Any, make_user: Any, 
               make_user("tenant_admin", "torfaen")]
     client = _client_as(app, make_user, "finance")
     _bulk_servers(owners, 2, 0)
-    with frozen_at(at("2026-12-10T00:00:00")):
+    with frozen_at(utc("2026-12-10T00:00:00")):
         client.get("/finance/?month=2026-11")  # warm up (session, catalog)
         with count_queries() as few:
             small = client.get("/finance/?month=2026-11")
@@ -290,7 +270,7 @@ def test_tenant_totals_page_query_count_does_not_grow(app: Any, make_user: Any, 
 
 def test_export_downloads(app: Any, make_user: Any, scenario: dict[str, Any]) -> None:
     client = _client_as(app, make_user, "finance")
-    with frozen_at(at("2026-12-10T00:00:00")):
+    with frozen_at(utc("2026-12-10T00:00:00")):
         everyone = client.get("/finance/export?month=2026-11&format=csv")
         torfaen = client.get("/finance/export?month=2026-11&format=csv&tenant=torfaen")
         journal = client.get("/finance/export?month=2026-11&format=journal")

@@ -10,7 +10,7 @@ from flask import Blueprint, Response, abort, flash, g, redirect, render_templat
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from cloud_portal.billing import access, charges, months, reports
+from cloud_portal.billing import access, charges, months, reports, summaries
 from cloud_portal.catalog.service import get_catalog
 from cloud_portal.errors import InvalidInput, NotFound
 from cloud_portal.tenants.service import list_tenants
@@ -50,9 +50,9 @@ def _month_context(month: str) -> dict[str, Any]:
 def overview():
     month, status = _chosen_month()
     totals = reports.tenant_totals(month)
-    series = reports.monthly_series(month)
+    series = summaries.monthly_series(month)
     return render_template("finance/overview.html", totals=totals, chart=build_chart(series), series=series,
-                           partners=reports.partner_summary(month), confirm=ConfirmForm(),
+                           partners=summaries.partner_summary(month), confirm=ConfirmForm(),
                            tenants=list_tenants(include_platform=True), catalog=get_catalog(),
                            **_month_context(month)), status
 
@@ -180,7 +180,7 @@ def _nice_step(top: Decimal) -> Decimal:
     return magnitude * 10
 
 
-def build_chart(series: reports.MonthlySeries, *, width: int = 760, height: int = 320) -> Chart:
+def build_chart(series: summaries.MonthlySeries, *, width: int = 760, height: int = 320) -> Chart:
     """Stacked monthly bars, one colour per tenant (colour classes series-0 … series-7 in portal.css)."""
     left, top, bottom, right = 78, 14, 40, 10
     plot_w, plot_h = width - left - right, height - top - bottom
