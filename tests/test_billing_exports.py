@@ -150,7 +150,13 @@ def test_pdf_statement(november: dict[str, Any]) -> None:
     inflated = _streams(body)
     # Fixed dates (the month's end) and identifier, never the clock.
     assert b"D:20261201000000Z" in inflated and b"/ID" in inflated
-    # The page text is glyph ids; check what the PDF is made from, the same template.
+    # Read back: the text a person sees in the PDF.
+    from pypdf import PdfReader
+    text = " ".join(page.extract_text() for page in PdfReader(io.BytesIO(body)).pages)
+    for expected in ("Torfaen County Borough Council", "TOR-IT-4410", "2026-11", "alys.wyn@torfaen.gov.uk",
+                     "£6.27", "£9.40", "£15.67"):
+        assert expected in text, (expected, text[:500])
+    # And what the PDF is made from, the same template.
     html = exports.statement_html(MONTH, tenant_id=torfaen.id)
     for text in ("Torfaen County Borough Council", "TOR-IT-4410", "2026-11", "Closed: final charges",
                  "alys.wyn@torfaen.gov.uk", "Alys Ŵyn", "£6.27", "£9.40", "£15.67", "aye (", "bee ("):
