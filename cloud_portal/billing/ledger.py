@@ -65,15 +65,17 @@ on_transition(record_change)
 def intervals_between(start: datetime, end: datetime, *, owner_id: int | None = None,
                       tenant_id: int | None = None) -> list[charges.Interval]:
     """Ledger intervals overlapping [start, end), optionally one person's or one tenant's."""
-    query = select(UsageInterval).where(UsageInterval.started_at < end,
-                                        (UsageInterval.ended_at.is_(None)) | (UsageInterval.ended_at > start))
+    u = UsageInterval
+    # Plain columns, not ORM objects: closing a month reads every interval of it.
+    query = select(u.server_id, u.owner_id, u.tenant_id, u.kind, u.catalog_key, u.vcpus, u.ram_mib, u.disk_gb,
+                   u.state, u.started_at, u.ended_at).where(u.started_at < end,
+                                                            (u.ended_at.is_(None)) | (u.ended_at > start))
     if owner_id is not None:
-        query = query.where(UsageInterval.owner_id == owner_id)
+        query = query.where(u.owner_id == owner_id)
     if tenant_id is not None:
-        query = query.where(UsageInterval.tenant_id == tenant_id)
-    return [charges.Interval(r.server_id, r.owner_id, r.tenant_id, r.kind, r.catalog_key, r.vcpus, r.ram_mib,
-                             r.disk_gb, r.state == RUNNING, r.started_at, r.ended_at)
-            for r in db.session.scalars(query)]
+        query = query.where(u.tenant_id == tenant_id)
+    return [charges.Interval(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8] == RUNNING, r[9], r[10])
+            for r in db.session.execute(query)]
 
 
 def price_versions() -> dict[str, list[charges.PriceVersion]]:

@@ -14,7 +14,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from cloud_portal.billing import charges, ledger
 from cloud_portal.billing.models import BillingMonth, StatementLine
@@ -25,6 +25,9 @@ from cloud_portal.tenants.models import Tenant
 from cloud_portal.timeutil import utcnow
 
 log = logging.getLogger(__name__)
+
+
+MICRO = Decimal("0.000001")
 
 
 def billing_zone() -> ZoneInfo:
@@ -95,8 +98,7 @@ def close_month(month: str, closed_by: str) -> CloseResult:
     cost_centres = dict(db.session.execute(select(Tenant.id, Tenant.cost_centre)).all())
     db.session.add(BillingMonth(month=month, closed_by=closed_by[:254]))
     db.session.flush()
-    for line in computed_lines(month):
-        db.session.add(_row(month, line, cost_centres))
+    _insert_lines([_row(month, line, cost_centres) for line in computed_lines(month)])
     adjustments = _adjust_earlier_months(month, cost_centres)
     db.session.commit()
     log.info("billing month %s closed by %s (%d adjustments)", month, closed_by, adjustments)
@@ -105,14 +107,20 @@ def close_month(month: str, closed_by: str) -> CloseResult:
 
 def _row(month: str, line: charges.Line, cost_centres: dict[int, str], *, amount: Decimal | None = None,
          quantity: Decimal | None = None, adjusts: int | None = None,
-         adjusts_month: str | None = None) -> StatementLine:
+         adjusts_month: str | None = None) -> dict[str, object]:
+    """A statement line's column values (inserted in bulk: a month can have tens of thousands)."""
     key = line.key
-    return StatementLine(month=month, tenant_id=key.tenant_id, cost_centre=cost_centres.get(key.tenant_id, ""),
-                         owner_id=key.owner_id, server_id=key.server_id, component=key.component,
-                         rate_key=key.rate_key, rate_from=key.rate_from,
-                         quantity=(line.quantity if quantity is None else quantity).quantize(Decimal("0.000001")),
-                         unit=line.unit, rate=line.rate, amount=line.amount if amount is None else amount,
-                         adjusts_line_id=adjusts, adjusts_month=adjusts_month)
+    return {"month": month, "tenant_id": key.tenant_id, "cost_centre": cost_centres.get(key.tenant_id, ""),
+            "owner_id": key.owner_id, "server_id": key.server_id, "component": key.component,
+            "rate_key": key.rate_key, "rate_from": key.rate_from,
+            "quantity": (line.quantity if quantity is None else quantity).quantize(MICRO),
+            "unit": line.unit, "rate": line.rate, "amount": line.amount if amount is None else amount,
+            "adjusts_line_id": adjusts, "adjusts_month": adjusts_month, "created_at": utcnow()}
+
+
+def _insert_lines(rows: list[dict[str, object]]) -> None:
+    if rows:
+        db.session.execute(insert(StatementLine.__table__), rows)
 
 
 def _line_key(row: StatementLine) -> charges.LineKey:
@@ -134,16 +142,16 @@ def _adjust_earlier_months(month: str, cost_centres: dict[int, str]) -> int:
             delta = line.amount - billed.pop(line.key, Decimal("0.00"))
             if delta:
                 original = originals.get(line.key)
-                db.session.add(_row(month, line, cost_centres, amount=delta, quantity=line.quantity,
-                                    adjusts=original.id if original else None, adjusts_month=earlier))
+                _insert_lines([_row(month, line, cost_centres, amount=delta, quantity=line.quantity,
+                                    adjusts=original.id if original else None, adjusts_month=earlier)])
                 written += 1
         for key, amount in billed.items():  # billed then, gone from the ledger now: credit it
             if amount:
                 original = originals.get(key)
                 credit = charges.Line(key, Decimal(0), original.unit if original else "",
                                       original.rate if original else Decimal(0), -amount)
-                db.session.add(_row(month, credit, cost_centres, amount=-amount,
-                                    adjusts=original.id if original else None, adjusts_month=earlier))
+                _insert_lines([_row(month, credit, cost_centres, amount=-amount,
+                                    adjusts=original.id if original else None, adjusts_month=earlier)])
                 written += 1
     return written
 
