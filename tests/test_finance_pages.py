@@ -288,3 +288,20 @@ def test_export_downloads(app: Any, make_user: Any, scenario: dict[str, Any]) ->
     assert pdf.headers["Content-Disposition"] == 'attachment; filename="cwmwl-2026-11-nhs-wales.pdf"'
     assert bad_format.request.path == "/finance/" and "not an export format" in bad_format.get_data(as_text=True)
     assert "There is no organisation atlantis." in no_tenant.get_data(as_text=True)
+
+
+def test_cross_check_page(app: Any, make_user: Any, synced: None) -> None:
+    """Recorded differences are listed; running it without a cloud says what is missing."""
+    from cloud_portal.billing.crosscheck import FINDING_USAGE_MISMATCH
+    from cloud_portal.extensions import db
+    from cloud_portal.provisioning.models import ReconcileFinding
+    db.session.add(ReconcileFinding(kind=FINDING_USAGE_MISMATCH, openstack_id="2026-11:abc", tenant_id=None,
+                                    detail="2026-11: web-1 (torfaen): the ledger has 10.00 h, Nova 12.50 h"))
+    db.session.commit()
+    assert _client_as(app, make_user, "member").get("/finance/cross-check?month=2026-11").status_code == 403
+    finance = _client_as(app, make_user, "finance")
+    page = finance.get("/finance/cross-check?month=2026-11").get_data(as_text=True)
+    assert "the ledger has 10.00 h, Nova 12.50 h" in page
+    assert "No differences" in finance.get("/finance/cross-check?month=2026-10").get_data(as_text=True)
+    ran = finance.post("/finance/cross-check/2026-11", follow_redirects=True).get_data(as_text=True)
+    assert "No cloud is configured" in ran

@@ -78,3 +78,17 @@ def cross_check(ctx: CloudContext, month: str) -> list[Difference]:
 def _is_ours(openstack_id: str) -> bool:
     """Servers the portal made (and so should have billed); unknown ones are reconciliation's business."""
     return db.session.scalar(select(m.Server.id).where(m.Server.openstack_id == openstack_id)) is not None
+
+
+def recorded(month: str) -> list[m.ReconcileFinding]:
+    """The differences recorded for ``month`` by earlier cross-checks, newest first."""
+    return list(db.session.scalars(select(m.ReconcileFinding).where(
+        m.ReconcileFinding.kind == FINDING_USAGE_MISMATCH,
+        m.ReconcileFinding.openstack_id.like(f"{month}:%")).order_by(m.ReconcileFinding.found_at.desc())))
+
+
+def run_for_month(month: str) -> list[Difference]:
+    """Cross-check ``month`` against the configured cloud (ProvisioningFailed when there is none)."""
+    from cloud_portal.adapters.cloud import cloud
+    charges.parse_month(month)
+    return cross_check(cloud.required(), month)

@@ -10,7 +10,7 @@ from flask import Blueprint, Response, abort, flash, g, redirect, render_templat
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from cloud_portal.billing import access, charges, months, reports, summaries
+from cloud_portal.billing import access, charges, crosscheck, months, reports, summaries
 from cloud_portal.catalog.service import get_catalog
 from cloud_portal.errors import InvalidInput, NotFound
 from cloud_portal.tenants.service import list_tenants
@@ -113,6 +113,28 @@ def close(month: str):
         flash(_("%(month)s is closed: %(count)s statement lines, %(total)s in all.", month=month,
                 count=len(result.lines), total=f"£{result.total:,.2f}"), "success")
     return redirect(url_for("finance.overview", month=month))
+
+
+@bp.route("/cross-check")
+@roles_required(*FINANCE_ROLES)
+def cross_check():
+    """The Nova cross-check: differences between the ledger and Nova recorded for the month."""
+    month, status = _chosen_month()
+    return render_template("finance/cross_check.html", findings=crosscheck.recorded(month), confirm=ConfirmForm(),
+                           **_month_context(month)), status
+
+
+@bp.route("/cross-check/<month>", methods=["POST"])
+@roles_required(*FINANCE_ROLES)
+@redirect_on_error("finance.cross_check")
+def run_cross_check(month: str):
+    """Ask Nova now; differences over 0.1 hour a server are recorded and listed."""
+    if not ConfirmForm().validate_on_submit():
+        flash(_("The form had expired; please try again."), "error")
+    else:
+        found = crosscheck.run_for_month(month)
+        flash(_("Cross-check done: %(count)s servers differ by more than 0.1 hour.", count=len(found)), "success")
+    return redirect(url_for("finance.cross_check", month=month))
 
 
 @bp.route("/export")
