@@ -20,6 +20,15 @@ ENV LANG=C.UTF-8 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH
 
+# WeasyPrint (PDF statements) needs Pango, HarfBuzz's subsetter (same PDF bytes every time) and a
+# font; the local base of scripts/podman-base-image.sh has them already, so nothing is fetched there.
+RUN if ! ldconfig -p | grep -q libpangoft2-1.0 || ! ldconfig -p | grep -q libharfbuzz-subset \
+        || ! ls /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf >/dev/null 2>&1; then \
+        apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+            libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi
+
 RUN groupadd --system portal \
  && useradd --system --gid portal --home-dir /var/lib/cloud-portal --no-create-home \
         --shell /usr/sbin/nologin portal \

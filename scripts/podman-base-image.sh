@@ -3,7 +3,8 @@
 # and run our Dockerfile with podman:
 #   - installs podman, runc and debootstrap with apt if any is missing (needs root);
 #   - writes the containers.conf podman needs on these hosts to a cache folder;
-#   - makes the local base image (Debian + python3, venv, pip, CA certificates) with
+#   - makes the local base image (Debian + python3, venv, pip, CA certificates, and Pango,
+#     HarfBuzz's subsetter and a font for the PDF statements) with
 #     debootstrap from the mirror in this machine's apt sources, unless it exists already.
 # Safe to run again and again: each step is skipped when its result is already there.
 #
@@ -23,7 +24,8 @@ die() { log "error: $*"; exit 1; }
 # shellcheck disable=SC1091
 SUITE="${DEBIAN_SUITE:-$(. /etc/os-release && echo "${VERSION_CODENAME:-}")}"
 [ -n "$SUITE" ] || die "cannot tell the Debian codename from /etc/os-release; set DEBIAN_SUITE"
-BASE_IMAGE="${BASE_IMAGE:-localhost/cloud-portal-base:$SUITE}"
+# The tag names the package set, so a base cached before a package was added is not reused.
+BASE_IMAGE="${BASE_IMAGE:-localhost/cloud-portal-base:$SUITE-pango}"
 STATE_DIR="${CLOUD_PORTAL_PODMAN_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/cloud-portal/podman}"
 CONF="$STATE_DIR/containers.conf"
 RUNTIME=/usr/sbin/runc
@@ -101,7 +103,7 @@ else
     ROOTFS="$(mktemp -d "${TMPDIR:-/var/tmp}/cloud-portal-rootfs.XXXXXX")"
     trap 'rm -rf "$ROOTFS"' EXIT
     log "debootstrap $SUITE from $MIRROR (about a minute)"
-    debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates \
+    debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates,libpango-1.0-0,libpangoft2-1.0-0,libharfbuzz-subset0,fonts-dejavu-core \
         "$SUITE" "$ROOTFS" "$MIRROR" >&2
     rm -rf "$ROOTFS"/var/cache/apt/archives/*.deb "$ROOTFS"/var/lib/apt/lists/*
     log "importing the root file system as $BASE_IMAGE"

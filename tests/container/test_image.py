@@ -151,6 +151,12 @@ def test_image_serves_the_portal_as_non_root(podman: Podman, image: str, contain
     assert "0" not in uid_line.split()[1:], uid_line  # real, effective, saved, filesystem
     assert "gunicorn" in podman("exec", name, "cat", "/proc/1/cmdline").stdout
 
+    # PDF statements render in the image (WeasyPrint finds Pango and a font there).
+    export = podman("exec", name, "cloud-portal", "billing", "export", "--month", "2026-11", "--format", "pdf",
+                    "--tenant", "torfaen", "--out", "/tmp/statement.pdf", check=False)
+    assert export.returncode == 0, f"PDF export in the image: {export.stdout}{export.stderr}"
+    assert podman("exec", name, "head", "-c", "5", "/tmp/statement.pdf").stdout == "%PDF-"
+
 
 def test_worker_command_runs_the_queue_consumer(podman: Podman, image: str, containers: list[str]) -> None:
     name = f"cloud-portal-worker-{uuid.uuid4().hex[:8]}"
