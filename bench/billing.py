@@ -230,7 +230,10 @@ def generate_ledger(count: int, people: dict[str, Any], catalog: Catalog,
             interval_rows.append({"server_id": server_id, "owner_id": owner_id, "tenant_id": tenant_id,
                                   "kind": kind, "catalog_key": catalog_key, "vcpus": vcpus, "ram_mib": ram,
                                   "disk_gb": disk, "state": state, "started_at": _at(began),
-                                  "ended_at": None if ended is None else _at(ended), "cause": cause})
+                                  "ended_at": None if ended is None else _at(ended), "cause": cause,
+                                  # the ORM keeps these in step; a Core insert gives them itself
+                                  "started_us": began * 1_000_000,
+                                  "ended_us": None if ended is None else ended * 1_000_000})
             if ended is None or i + 1 == len(bounds):
                 break
             roll = rng.random()

@@ -279,7 +279,7 @@ def billing_close(month: str) -> None:
     def close() -> None:
         result = close_month(month, "cli")
         state = "was already closed" if result.already_closed else "closed"
-        click.echo(f"{month} {state}: {len(result.lines)} lines, £{result.total:,.2f}"
+        click.echo(f"{month} {state}: {result.line_count} lines, £{result.total:,.2f}"
                    + (f" ({result.adjustments} adjustments to earlier months)" if result.adjustments else ""))
     _run(close)
 

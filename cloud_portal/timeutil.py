@@ -16,6 +16,15 @@ def utcnow() -> datetime:
     return _clock() if _clock is not None else datetime.now(UTC)
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def epoch_micros(moment: datetime) -> int:
+    """Whole microseconds since 1970-01-01 UTC, exactly (integer arithmetic, no float)."""
+    delta = moment - EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
 @contextmanager
 def frozen_at(moment: datetime) -> Iterator[Callable[[datetime], None]]:
     """Make :func:`utcnow` return ``moment`` inside the block; the yielded function moves it."""

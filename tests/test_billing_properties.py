@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from cloud_portal.billing import charges
 from cloud_portal.billing.models import UsageInterval
+from cloud_portal.timeutil import epoch_micros
 
 LONDON = ZoneInfo("Europe/London")
 PRICES = {key: [charges.PriceVersion(key, date(2000, 1, 1), Decimal(price))]
@@ -120,6 +121,9 @@ def test_ledger_has_no_gaps_or_overlaps(make_user: Any, steps: list[tuple[int, s
     assert rows[-1].ended_at == when + timedelta(hours=1)
     assert all(r.ended_at is not None and r.ended_at >= r.started_at for r in rows)
     assert all(a.ended_at == b.started_at for a, b in zip(rows, rows[1:], strict=False))
+    # The microsecond copies the charge sums read are in step with the timestamps.
+    assert all(r.started_us == epoch_micros(r.started_at) for r in rows)
+    assert all(r.ended_us == epoch_micros(r.ended_at) for r in rows if r.ended_at is not None)
 
 
 def test_the_database_sums_the_ledger_exactly_as_the_arithmetic_does(make_user: Any) -> None:
@@ -150,6 +154,8 @@ def test_the_database_sums_the_ledger_exactly_as_the_arithmetic_does(make_user: 
                          "kind": kind, "catalog_key": "office" if kind == "desktop" else "m1.small",
                          "vcpus": vcpus, "ram_mib": ram, "disk_gb": disk, "state": rng.choice(["running", "stopped"]),
                          "started_at": at, "ended_at": None if is_last and n % 2 else end, "cause": "test"})
+            rows[-1].update(started_us=epoch_micros(at),
+                            ended_us=None if rows[-1]["ended_at"] is None else epoch_micros(end))
             at = end
             if is_last:
                 break

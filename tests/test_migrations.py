@@ -56,3 +56,23 @@ def test_session_database_is_at_head(app: Any) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     assert current == ScriptDirectory.from_config(config).get_current_head()
+
+
+def test_ledger_microseconds_are_filled_in_exactly_for_existing_intervals(app: Any) -> None:
+    """The migration that adds the ledger's microsecond columns fills them from the stored
+    timestamps with this expression: exact to the microsecond on both databases, including a
+    fraction SQLite's date functions would round up to the next second."""
+    import importlib
+    from datetime import UTC, datetime
+
+    from cloud_portal.timeutil import UTCDateTime, epoch_micros
+    migration = importlib.import_module("cloud_portal.migrations.versions.a7c3e9d41b20_usage_intervals_in_microseconds")
+    dialect = db.engine.dialect
+    column = "CAST(:moment AS TIMESTAMP WITH TIME ZONE)" if dialect.name == "postgresql" else ":moment"
+    for moment in (datetime(2026, 11, 1, 10, 0, 59, 999_700, tzinfo=UTC), datetime(2026, 10, 25, 1, 30, tzinfo=UTC),
+                   datetime(2027, 3, 28, 0, 59, 59, 1, tzinfo=UTC), datetime(2028, 2, 29, 23, 59, 59, 999_999, tzinfo=UTC)):
+        stored = UTCDateTime().process_bind_param(moment, dialect)
+        if dialect.name == "sqlite":  # as SQLAlchemy writes it
+            stored = stored.strftime("%Y-%m-%d %H:%M:%S.%f")
+        got = db.session.scalar(text(f"SELECT {migration._micros(column, dialect.name)}"), {"moment": stored})
+        assert got == epoch_micros(moment), moment

@@ -11,9 +11,9 @@ from sqlalchemy import select
 
 from cloud_portal.accounts.models import ROLE_TENANT_ADMIN, User
 from cloud_portal.adapters.mail import MailError, send_mail
-from cloud_portal.billing import charges, ledger
+from cloud_portal.billing import charges
 from cloud_portal.billing.models import BudgetAlert
-from cloud_portal.billing.months import billing_zone
+from cloud_portal.billing.months import billing_zone, computed_lines
 from cloud_portal.extensions import db
 from cloud_portal.provisioning.requests import register_approval_rule
 from cloud_portal.tenants.models import Tenant
@@ -40,10 +40,8 @@ def forecast(tenant_id: int) -> Decimal:
     """The tenant's month-end total if what runs now keeps running to the end of the month."""
     zone = billing_zone()
     month = charges.month_of(utcnow(), zone)
-    start, end = charges.month_bounds(month, zone)
-    lines = charges.month_lines(ledger.intervals_between(start, end, tenant_id=tenant_id),
-                                ledger.price_versions(), month, zone, until=end)
-    return charges.total(lines)
+    _, end = charges.month_bounds(month, zone)
+    return charges.total(computed_lines(month, until=end, tenant_id=tenant_id))
 
 
 def budget_state(tenant: Tenant) -> BudgetState | None:

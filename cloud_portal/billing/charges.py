@@ -11,7 +11,6 @@ version) is rounded half-up to pence once, after summing its intervals.
 from __future__ import annotations
 
 import re
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
@@ -22,6 +21,8 @@ from cloud_portal.errors import InvalidInput
 
 PENNY = Decimal("0.01")
 HOUR = Decimal(3600)
+MICROS_PER_SECOND = 1_000_000
+MICROS_PER_HOUR = 3600 * MICROS_PER_SECOND
 MONTH_PATTERN = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 #: component → (rate key, unit)
 VM_COMPONENTS = {"vcpu": ("vcpu_hour", "vCPU-hours"), "ram": ("ram_gb_hour", "GB-hours"),
@@ -111,49 +112,129 @@ def _spans(versions: list[PriceVersion], tz: ZoneInfo) -> list[tuple[PriceVersio
     return [(v, starts[i], starts[i + 1] if i + 1 < len(starts) else far) for i, v in enumerate(ordered)]
 
 
-def _seconds(a: datetime, b: datetime) -> Decimal:
+def micros(a: datetime, b: datetime) -> int:
+    """Whole microseconds from ``a`` to ``b`` (exact: no float on the way)."""
     delta = b - a
-    return Decimal(delta.days * 86400 + delta.seconds) + Decimal(delta.microseconds) / Decimal(1_000_000)
+    return (delta.days * 86400 + delta.seconds) * MICROS_PER_SECOND + delta.microseconds
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What one server used in one stretch of a month, summed over its intervals, in exact integers.
+
+    Grouped by everything a line depends on (person, server, tenant, kind, catalog key and
+    running or not); each sum is microseconds × size, so the arithmetic stays exact until each
+    line is rounded once. The database sums these (``billing.ledger.usage_between``);
+    :func:`usage_of` is the same sum in Python.
+    """
+
+    owner_id: int
+    server_id: int
+    tenant_id: int
+    kind: str
+    catalog_key: str
+    running: bool
+    micros: int
+    vcpu_micros: int
+    ram_mib_micros: int
+    disk_gb_micros: int
+
+
+def rate_segments(prices: Mapping[str, list[PriceVersion]], month: str, tz: ZoneInfo,
+                  until: datetime | None = None) -> list[tuple[datetime, datetime]]:
+    """[month start, month end or ``until``) cut wherever a rate version begins: inside one
+    segment every rate has one version, so a segment's usage prices without splitting."""
+    month_start, month_end = month_bounds(month, tz)
+    stop = min(month_end, until) if until is not None else month_end
+    if stop <= month_start:
+        return []
+    cuts = sorted({applies_from for versions in prices.values() for _, applies_from, _ in _spans(versions, tz)
+                   if month_start < applies_from < stop})
+    edges = [month_start, *cuts, stop]
+    return list(zip(edges, edges[1:], strict=False))
+
+
+def usage_of(intervals: Iterable[Interval], begin: datetime, end: datetime) -> list[Usage]:
+    """``intervals`` clipped to [begin, end) and summed per line group (open ones run to ``end``)."""
+    sums: dict[tuple[int, int, int, str, str, bool], list[int]] = {}
+    for i in intervals:
+        a, b = max(i.start, begin), min(i.end or end, end)
+        if b <= a:
+            continue
+        us = micros(a, b)
+        group = sums.setdefault((i.owner_id, i.server_id, i.tenant_id, i.kind, i.catalog_key, i.running), [0, 0, 0, 0])
+        group[0] += us
+        group[1] += us * i.vcpus
+        group[2] += us * i.ram_mib
+        group[3] += us * i.disk_gb
+    return [Usage(*key, *totals) for key, totals in sums.items()]
+
+
+def _vm_sum(component: str, u: Usage, month_micros: int) -> tuple[int, int]:
+    """A VM component's exact sum and how much of it makes one unit (hour, GB-hour, GB-month)."""
+    if component == "vcpu":
+        return u.vcpu_micros, MICROS_PER_HOUR
+    if component == "ram":
+        return u.ram_mib_micros, MICROS_PER_HOUR * 1024
+    return u.disk_gb_micros, month_micros
+
+
+@dataclass
+class _Pending:
+    """A line being summed: exact integer usage, and what turns it into the line's unit and price."""
+
+    used: int
+    per_unit: int
+    unit: str
+    rate: Decimal
+
+
+def lines_from_usage(usage_by_segment: Iterable[tuple[datetime, Iterable[Usage]]],
+                     prices: Mapping[str, list[PriceVersion]], month: str, tz: ZoneInfo) -> list[Line]:
+    """The month's lines from each segment's usage (segments from :func:`rate_segments`, given by
+    their first instant). Quantities and amounts are exact until each line is rounded half-up
+    to pence, once."""
+    month_start, month_end = month_bounds(month, tz)
+    month_micros = micros(month_start, month_end)
+    spans = {key: _spans(versions, tz) for key, versions in prices.items()}
+    # Keyed by LineKey's fields as a plain tuple: a close sums tens of thousands of these.
+    pending: dict[tuple[int, int, int, str, str, date], _Pending] = {}
+    for segment_start, usage in usage_by_segment:
+        versions = {key: v for key, key_spans in spans.items() for v, a, b in key_spans if a <= segment_start < b}
+        vm_parts = [(component, rate_key, unit, versions[rate_key])
+                    for component, (rate_key, unit) in VM_COMPONENTS.items() if rate_key in versions]
+        for u in usage:
+            # (component, rate key, unit, version, the sum it is charged on, that sum per one unit)
+            if u.kind == "desktop":
+                rate_key = f"desktop:{u.catalog_key}"
+                if rate_key not in versions:
+                    continue
+                parts = [("desktop", rate_key, "desktop-months", versions[rate_key], u.micros, month_micros)]
+            else:
+                parts = [(component, rate_key, unit, version, *_vm_sum(component, u, month_micros))
+                         for component, rate_key, unit, version in vm_parts if u.running or component == "disk"]
+            for component, rate_key, unit, version, used, per_unit in parts:
+                key = (u.owner_id, u.server_id, u.tenant_id, component, rate_key, version.effective_from)
+                entry = pending.get(key)
+                if entry is None:
+                    pending[key] = _Pending(used, per_unit, unit, version.price)
+                else:
+                    entry.used += used
+    lines = []
+    for key, p in pending.items():
+        amount = (Decimal(p.used) * p.rate / p.per_unit).quantize(PENNY, rounding=ROUND_HALF_UP)
+        lines.append(Line(LineKey(*key), Decimal(p.used) / p.per_unit, p.unit, p.rate, amount))
+    lines.sort(key=lambda line: (line.key.tenant_id, line.key.owner_id, line.key.server_id, line.key.component,
+                                 line.key.rate_from))
+    return lines
 
 
 def month_lines(intervals: Iterable[Interval], prices: Mapping[str, list[PriceVersion]], month: str,
                 tz: ZoneInfo, *, until: datetime | None = None) -> list[Line]:
     """The month's lines from ``intervals``; open intervals run to ``until`` (default: month end)."""
-    month_start, month_end = month_bounds(month, tz)
-    stop = min(month_end, until) if until is not None else month_end
-    month_seconds = _seconds(month_start, month_end)
-    spans = {key: _spans(versions, tz) for key, versions in prices.items()}
-    quantities: dict[LineKey, Decimal] = defaultdict(Decimal)
-    units: dict[LineKey, tuple[str, Decimal]] = {}
-    for interval in intervals:
-        begin = max(interval.start, month_start)
-        end = min(interval.end or stop, stop)
-        if end <= begin:
-            continue
-        if interval.kind == "desktop":
-            parts = [("desktop", f"desktop:{interval.catalog_key}", "desktop-months", Decimal(1) / month_seconds)]
-        else:
-            gb = Decimal(interval.ram_mib) / 1024
-            parts = [("disk", "disk_gb_month", "GB-months", Decimal(interval.disk_gb) / month_seconds)]
-            if interval.running:
-                parts += [("vcpu", "vcpu_hour", "vCPU-hours", Decimal(interval.vcpus) / HOUR),
-                          ("ram", "ram_gb_hour", "GB-hours", gb / HOUR)]
-        for component, rate_key, unit, per_second in parts:
-            for version, applies_from, applies_to in spans.get(rate_key, []):
-                a, b = max(begin, applies_from), min(end, applies_to)
-                if b <= a:
-                    continue
-                key = LineKey(interval.owner_id, interval.server_id, interval.tenant_id, component, rate_key,
-                              version.effective_from)
-                quantities[key] += per_second * _seconds(a, b)
-                units[key] = (unit, version.price)
-    lines = []
-    for key, quantity in quantities.items():
-        unit, rate = units[key]
-        lines.append(Line(key, quantity, unit, rate, (quantity * rate).quantize(PENNY, rounding=ROUND_HALF_UP)))
-    lines.sort(key=lambda line: (line.key.tenant_id, line.key.owner_id, line.key.server_id, line.key.component,
-                                 line.key.rate_from))
-    return lines
+    intervals = list(intervals)
+    return lines_from_usage(((a, usage_of(intervals, a, b)) for a, b in rate_segments(prices, month, tz, until)),
+                            prices, month, tz)
 
 
 def total(lines: Iterable[Line]) -> Decimal:

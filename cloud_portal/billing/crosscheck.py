@@ -50,10 +50,8 @@ def cross_check(ctx: CloudContext, month: str) -> list[Difference]:
         if project is None:
             continue
         hours: dict[int, Decimal] = defaultdict(Decimal)
-        for interval in ledger.intervals_between(start, until, tenant_id=tenant.id):
-            a, b = max(interval.start, start), min(interval.end or until, until)
-            if b > a:
-                hours[interval.server_id] += Decimal((b - a).total_seconds()) / 3600
+        for used in ledger.usage_between(start, until, tenant_id=tenant.id):
+            hours[used.server_id] += Decimal(used.micros) / charges.MICROS_PER_HOUR
         servers = {s.id: s for s in db.session.scalars(select(m.Server).where(m.Server.id.in_(list(hours))))}
         nova = ctx.cloud.server_usage(project, start, until)
         known = {s.openstack_id for s in servers.values()}

@@ -4,11 +4,11 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import Date, ForeignKey, Index, Integer, Numeric, String, UniqueConstraint, text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import BigInteger, Date, ForeignKey, Index, Integer, Numeric, String, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from cloud_portal.extensions import db
-from cloud_portal.timeutil import UTCDateTime, utcnow
+from cloud_portal.timeutil import UTCDateTime, epoch_micros, utcnow
 
 RUNNING = "running"
 STOPPED = "stopped"
@@ -45,8 +45,18 @@ class UsageInterval(db.Model):  # type: ignore[name-defined]
     state: Mapped[str] = mapped_column(String(10))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: The same two instants as microseconds since 1970 (kept in step by the validator below):
+    #: the charge sums read these, because both databases add up integers exactly and fast,
+    #: where parsing every timestamp of a month would cost more than the rest of the close.
+    started_us: Mapped[int] = mapped_column(BigInteger)
+    ended_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     #: Why the interval began (created, stop, start, resize, transfer, found by reconciliation).
     cause: Mapped[str] = mapped_column(String(80))
+
+    @validates("started_at", "ended_at")
+    def _keep_micros_in_step(self, key: str, value: datetime | None) -> datetime | None:
+        setattr(self, key.replace("_at", "_us"), None if value is None else epoch_micros(value))
+        return value
 
 
 class BillingMonth(db.Model):  # type: ignore[name-defined]

@@ -17,7 +17,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from sqlalchemy import select
 
 from cloud_portal.accounts.models import User
-from cloud_portal.billing import charges, ledger, months
+from cloud_portal.billing import charges, months
 from cloud_portal.billing.models import RUNNING, BillingMonth, StatementLine, UsageInterval
 from cloud_portal.extensions import db
 from cloud_portal.provisioning.models import Server
@@ -229,11 +229,6 @@ def _server_intervals(server_id: int, start: datetime, end: datetime) -> list[tu
     return [(row, email) for row, email in db.session.execute(query).all()]
 
 
-def _as_interval(r: UsageInterval) -> charges.Interval:
-    return charges.Interval(r.server_id, r.owner_id, r.tenant_id, r.kind, r.catalog_key, r.vcpus, r.ram_mib,
-                            r.disk_gb, r.state == RUNNING, r.started_at, r.ended_at)
-
-
 def intervals_for(server_id: int, month: str) -> list[IntervalRow]:
     """The server's ledger intervals overlapping ``month`` (one query)."""
     start, end = charges.month_bounds(month, months.billing_zone())
@@ -259,10 +254,7 @@ def server_lines(month: str, server_id: int) -> tuple[bool, list[months.Statemen
         return True, [months.StatementRow(month, r.tenant_id, r.owner_id, r.server_id, r.component, r.rate_key,
                                           r.rate_from, r.quantity, r.unit, r.rate, r.amount, r.adjusts_month)
                       for r in rows]
-    zone = months.billing_zone()
-    start, end = charges.month_bounds(month, zone)
-    intervals = [_as_interval(r) for r, _ in _server_intervals(server_id, start, end)]
-    lines = charges.month_lines(intervals, ledger.price_versions(), month, zone, until=utcnow())
+    lines = months.computed_lines(month, server_id=server_id)
     return False, [months.StatementRow(month, k.tenant_id, k.owner_id, k.server_id, k.component, k.rate_key,
                                        k.rate_from, line.quantity, line.unit, line.rate, line.amount)
                    for line in lines for k in [line.key]]
@@ -280,19 +272,15 @@ class SoFar:
 
 def server_cost_so_far(server_id: int) -> SoFar:
     """What the server has cost this month so far (two queries), and its month-end forecast."""
-    zone = months.billing_zone()
+    return _so_far(server_id=server_id)
+
+
+def _so_far(*, owner_id: int | None = None, server_id: int | None = None) -> SoFar:
     month = current_month()
-    start, end = charges.month_bounds(month, zone)
-    intervals = [_as_interval(r) for r, _ in _server_intervals(server_id, start, end)]
-    return _so_far(month, intervals, end)
-
-
-def _so_far(month: str, intervals: list[charges.Interval], month_end: datetime) -> SoFar:
-    zone = months.billing_zone()
-    prices = ledger.price_versions()
+    month_end = charges.month_bounds(month, months.billing_zone())[1]
     now = utcnow()
-    so_far = charges.total(charges.month_lines(intervals, prices, month, zone, until=now))
-    forecast = charges.total(charges.month_lines(intervals, prices, month, zone, until=month_end))
+    so_far = charges.total(months.computed_lines(month, until=now, owner_id=owner_id, server_id=server_id))
+    forecast = charges.total(months.computed_lines(month, until=month_end, owner_id=owner_id, server_id=server_id))
     return SoFar(month, so_far, forecast, now)
 
 
@@ -301,10 +289,7 @@ def _so_far(month: str, intervals: list[charges.Interval], month_end: datetime) 
 def month_to_date(owner_id: int) -> SoFar:
     """A person's charges this month so far and the month-end forecast: what runs now is
     assumed to keep running to the end of the month (two queries)."""
-    zone = months.billing_zone()
-    month = current_month()
-    start, end = charges.month_bounds(month, zone)
-    return _so_far(month, ledger.intervals_between(start, end, owner_id=owner_id), end)
+    return _so_far(owner_id=owner_id)
 
 
 def forecast(owner_id: int) -> Decimal:

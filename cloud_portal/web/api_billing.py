@@ -129,6 +129,6 @@ def close(month: str):
         403: {description: "not finance or a platform administrator"}
     """
     access.check_can_close(g.api_user)
-    result = months.close_month(month, g.api_user.email)
-    return jsonify({"month": month, "already_closed": result.already_closed, "lines": len(result.lines),
+    result = months.close_month(month, g.api_user)
+    return jsonify({"month": month, "already_closed": result.already_closed, "lines": result.line_count,
                     "total_gbp": _money(result.total), "adjustments": result.adjustments})

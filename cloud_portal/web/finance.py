@@ -106,12 +106,12 @@ def close(month: str):
         flash(_("The form had expired; please try again."), "error")
         return redirect(url_for("finance.overview", month=month))
     access.check_can_close(current_user)
-    result = months.close_month(month, current_user.email)  # commits
+    result = months.close_month(month, current_user)  # commits
     if result.already_closed:
         flash(_("%(month)s was already closed; nothing changed.", month=month), "success")
     else:
         flash(_("%(month)s is closed: %(count)s statement lines, %(total)s in all.", month=month,
-                count=len(result.lines), total=f"£{result.total:,.2f}"), "success")
+                count=result.line_count, total=f"£{result.total:,.2f}"), "success")
     return redirect(url_for("finance.overview", month=month))
 
 
