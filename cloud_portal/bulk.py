@@ -8,43 +8,54 @@ the ORM would store (the same processors), in the same transaction as the caller
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Table, insert
+from sqlalchemy import Table
 
 from cloud_portal.extensions import db
 
 
-def insert_rows(table: Table, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> int:
-    """Insert ``rows`` (dicts holding ``columns``) into ``table`` in the session's transaction.
+def insert_rows(table: Table, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+    """Insert ``rows`` (value sequences in the order of ``columns``) into ``table``, in the
+    session's transaction.
 
     No Python-side column default is applied (the database's own defaults are, e.g. the id):
     give every other column. Returns the number of rows written.
     """
-    connection = db.session.connection()
-    dialect = connection.dialect
     unknown = set(columns) - set(table.c.keys())
     if unknown:
         raise ValueError(f"{table.name} has no column {sorted(unknown)}")
-    columns = [c.name for c in table.columns if c.name in columns]  # the order a compiled INSERT uses
-    processors = [table.c[name].type._cached_bind_processor(dialect) for name in columns]  # noqa: SLF001
-    prepared = [tuple(value if process is None or value is None else process(value)
-                      for process, value in zip(processors, (row[name] for name in columns), strict=True))
-                for row in rows]
+    connection = db.session.connection()
+    dialect = connection.dialect
+    # Only the columns whose type converts values (e.g. UTC datetimes) are touched per row.
+    converting = [(index, process) for index, name in enumerate(columns)
+                  if (process := table.c[name].type._cached_bind_processor(dialect)) is not None]  # noqa: SLF001
+    prepared: list[Sequence[Any]] = []
+    for row in rows:
+        if converting:
+            row = list(row)
+            for index, process in converting:
+                if row[index] is not None:
+                    row[index] = process(row[index])
+        prepared.append(row)
     if not prepared:
         return 0
     driver: Any = connection.connection.driver_connection
+    # Table and column names come from the model (checked above), never from input; values are bound.
+    names = ", ".join(f'"{name}"' for name in columns)
     if dialect.name == "postgresql":
-        names = ", ".join(f'"{name}"' for name in columns)
         with driver.cursor() as cursor, cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
-            for values in prepared:
-                copy.write_row(values)
+            for line in prepared:
+                copy.write_row(line)
     else:
-        statement = str(insert(table).compile(dialect=dialect, column_keys=list(columns)))
+        if dialect.paramstyle != "qmark":
+            raise RuntimeError(f"bulk insert has no statement for the {dialect.name} driver's {dialect.paramstyle}")
         cursor = driver.cursor()
         try:
-            cursor.executemany(statement, prepared)
+            placeholders = ", ".join("?" * len(columns))
+            cursor.executemany(f'INSERT INTO "{table.name}" ({names}) VALUES ({placeholders})',  # noqa: S608
+                               prepared)
         finally:
             cursor.close()
     return len(prepared)

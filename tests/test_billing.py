@@ -17,6 +17,7 @@ import pytest
 import yaml
 from sqlalchemy import select, text
 
+from cloud_portal.audit.models import AuditEvent
 from cloud_portal.billing import months
 from cloud_portal.billing.models import StatementLine, UsageInterval
 from cloud_portal.errors import InvalidInput
@@ -167,6 +168,11 @@ def test_closing_a_month(make_user: Any, synced: None) -> None:
     assert not first.already_closed and again.already_closed and first.total == Decimal("18.80")
     assert [(r.id, r.amount) for r in again.lines] == [(r.id, r.amount) for r in first.lines]
     assert {r.cost_centre for r in first.lines} == {member.tenant.cost_centre}
+    assert (first.line_count, again.line_count, again.total) == (3, 3, Decimal("18.80"))
+    # Closing is audit-logged once (not again by the idempotent second call), with what it wrote.
+    closes = list(db.session.scalars(select(AuditEvent).where(AuditEvent.action == "billing.close_month")))
+    assert [(e.actor_label, e.target_id, e.after) for e in closes] == [
+        ("test", "2026-11", {"lines": 3, "total_gbp": "18.80", "adjustments": 0})]
     with pytest.raises(InvalidInput, match="not a month"):
         months.close_month("2026-13", "test")
     # The database itself refuses to change a closed line.

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from cloud_portal.errors import InvalidInput
@@ -122,19 +122,22 @@ def micros(a: datetime, b: datetime) -> int:
 class Usage:
     """What one server used in one stretch of a month, summed over its intervals, in exact integers.
 
-    Grouped by everything a line depends on (person, server, tenant, kind, catalog key and
-    running or not); each sum is microseconds × size, so the arithmetic stays exact until each
-    line is rounded once. The database sums these (``billing.ledger.usage_between``);
-    :func:`usage_of` is the same sum in Python.
+    One per line group: person, server, tenant, kind and, for a desktop, its catalog key (its
+    price; a VM's sizes are in the sums). Each sum is microseconds × size, so the arithmetic
+    stays exact until each line is rounded once. The database sums these
+    (``billing.ledger.usage_between``); :func:`usage_of` is the same sum in Python.
     """
 
     owner_id: int
     server_id: int
     tenant_id: int
     kind: str
+    #: A desktop's catalog key; "" for a VM.
     catalog_key: str
-    running: bool
+    #: Microseconds it existed (running or not), and of those, running.
     micros: int
+    running_micros: int
+    #: Σ µs × vCPUs and Σ µs × MiB while running; Σ µs × disk GB whatever the state.
     vcpu_micros: int
     ram_mib_micros: int
     disk_gb_micros: int
@@ -156,27 +159,21 @@ def rate_segments(prices: Mapping[str, list[PriceVersion]], month: str, tz: Zone
 
 def usage_of(intervals: Iterable[Interval], begin: datetime, end: datetime) -> list[Usage]:
     """``intervals`` clipped to [begin, end) and summed per line group (open ones run to ``end``)."""
-    sums: dict[tuple[int, int, int, str, str, bool], list[int]] = {}
+    sums: dict[tuple[int, int, int, str, str], list[int]] = {}
     for i in intervals:
         a, b = max(i.start, begin), min(i.end or end, end)
         if b <= a:
             continue
         us = micros(a, b)
-        group = sums.setdefault((i.owner_id, i.server_id, i.tenant_id, i.kind, i.catalog_key, i.running), [0, 0, 0, 0])
+        key = (i.owner_id, i.server_id, i.tenant_id, i.kind, i.catalog_key if i.kind == "desktop" else "")
+        group = sums.setdefault(key, [0, 0, 0, 0, 0])
         group[0] += us
-        group[1] += us * i.vcpus
-        group[2] += us * i.ram_mib
-        group[3] += us * i.disk_gb
+        if i.running:
+            group[1] += us
+            group[2] += us * i.vcpus
+            group[3] += us * i.ram_mib
+        group[4] += us * i.disk_gb
     return [Usage(*key, *totals) for key, totals in sums.items()]
-
-
-def _vm_sum(component: str, u: Usage, month_micros: int) -> tuple[int, int]:
-    """A VM component's exact sum and how much of it makes one unit (hour, GB-hour, GB-month)."""
-    if component == "vcpu":
-        return u.vcpu_micros, MICROS_PER_HOUR
-    if component == "ram":
-        return u.ram_mib_micros, MICROS_PER_HOUR * 1024
-    return u.disk_gb_micros, month_micros
 
 
 @dataclass
@@ -184,6 +181,7 @@ class _Pending:
     """A line being summed: exact integer usage, and what turns it into the line's unit and price."""
 
     used: int
+    #: How much of ``used`` makes one unit (an hour of a vCPU, a GB-hour, a GB-month, a month).
     per_unit: int
     unit: str
     rate: Decimal
@@ -201,19 +199,23 @@ def lines_from_usage(usage_by_segment: Iterable[tuple[datetime, Iterable[Usage]]
     pending: dict[tuple[int, int, int, str, str, date], _Pending] = {}
     for segment_start, usage in usage_by_segment:
         versions = {key: v for key, key_spans in spans.items() for v, a, b in key_spans if a <= segment_start < b}
-        vm_parts = [(component, rate_key, unit, versions[rate_key])
-                    for component, (rate_key, unit) in VM_COMPONENTS.items() if rate_key in versions]
+        vcpu, ram, disk = (versions.get(VM_COMPONENTS[c][0]) for c in ("vcpu", "ram", "disk"))
         for u in usage:
             # (component, rate key, unit, version, the sum it is charged on, that sum per one unit)
             if u.kind == "desktop":
                 rate_key = f"desktop:{u.catalog_key}"
                 if rate_key not in versions:
                     continue
-                parts = [("desktop", rate_key, "desktop-months", versions[rate_key], u.micros, month_micros)]
+                parts: list[tuple[str, str, str, PriceVersion | None, int, int]] = [
+                    ("desktop", rate_key, "desktop-months", versions[rate_key], u.micros, month_micros)]
             else:
-                parts = [(component, rate_key, unit, version, *_vm_sum(component, u, month_micros))
-                         for component, rate_key, unit, version in vm_parts if u.running or component == "disk"]
+                parts = [("disk", "disk_gb_month", "GB-months", disk, u.disk_gb_micros, month_micros)]
+                if u.running_micros:
+                    parts += [("vcpu", "vcpu_hour", "vCPU-hours", vcpu, u.vcpu_micros, MICROS_PER_HOUR),
+                              ("ram", "ram_gb_hour", "GB-hours", ram, u.ram_mib_micros, MICROS_PER_HOUR * 1024)]
             for component, rate_key, unit, version, used, per_unit in parts:
+                if version is None:
+                    continue
                 key = (u.owner_id, u.server_id, u.tenant_id, component, rate_key, version.effective_from)
                 entry = pending.get(key)
                 if entry is None:
@@ -222,8 +224,11 @@ def lines_from_usage(usage_by_segment: Iterable[tuple[datetime, Iterable[Usage]]
                     entry.used += used
     lines = []
     for key, p in pending.items():
-        amount = (Decimal(p.used) * p.rate / p.per_unit).quantize(PENNY, rounding=ROUND_HALF_UP)
-        lines.append(Line(LineKey(*key), Decimal(p.used) / p.per_unit, p.unit, p.rate, amount))
+        # Half-up to pence in integers: exact whatever the sizes (Decimal would round at 28 digits).
+        numerator, denominator = p.rate.as_integer_ratio()
+        scale = p.per_unit * denominator
+        pence = (2 * 100 * p.used * numerator + scale) // (2 * scale)
+        lines.append(Line(LineKey(*key), Decimal(p.used) / p.per_unit, p.unit, p.rate, Decimal(pence) * PENNY))
     lines.sort(key=lambda line: (line.key.tenant_id, line.key.owner_id, line.key.server_id, line.key.component,
                                  line.key.rate_from))
     return lines

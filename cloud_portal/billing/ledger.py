@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, and_, bindparam, func, select
+from sqlalchemy import BigInteger, ColumnElement, and_, bindparam, case, func, literal, select
 
 from cloud_portal.billing import charges
 from cloud_portal.billing.models import RUNNING, STOPPED, UsageInterval
@@ -103,12 +103,18 @@ def usage_between(begin: datetime, end: datetime, *, owner_id: int | None = None
     for column, value in ((u.owner_id, owner_id), (u.tenant_id, tenant_id), (u.server_id, server_id)):
         if value is not None:
             conditions.append(column == value)
-    inner = select(u.owner_id, u.server_id, u.tenant_id, u.kind, u.catalog_key, u.state, u.vcpus, u.ram_mib,
+    desktop_key = case((u.kind == m.KIND_DESKTOP, u.catalog_key), else_=literal("")).label("price_key")
+    running = (u.state == RUNNING).label("running")
+    inner = select(u.owner_id, u.server_id, u.tenant_id, u.kind, desktop_key, running, u.vcpus, u.ram_mib,
                    u.disk_gb, used).where(and_(*conditions)).subquery()
     c = inner.c
-    query = (select(c.owner_id, c.server_id, c.tenant_id, c.kind, c.catalog_key, c.state, func.sum(c.us),
-                    func.sum(c.us * c.vcpus), func.sum(c.us * c.ram_mib), func.sum(c.us * c.disk_gb))
-             .group_by(c.owner_id, c.server_id, c.tenant_id, c.kind, c.catalog_key, c.state)
+
+    def while_running(value: ColumnElement[int]) -> ColumnElement[int]:
+        return func.sum(case((c.running, value), else_=literal(0)))
+
+    query = (select(c.owner_id, c.server_id, c.tenant_id, c.kind, c.price_key, func.sum(c.us), while_running(c.us),
+                    while_running(c.us * c.vcpus), while_running(c.us * c.ram_mib), func.sum(c.us * c.disk_gb))
+             .group_by(c.owner_id, c.server_id, c.tenant_id, c.kind, c.price_key)
              .having(func.sum(c.us) > 0))  # a zero-length interval alone bills nothing, as in the arithmetic
-    return [charges.Usage(r[0], r[1], r[2], r[3], r[4], r[5] == RUNNING, int(r[6]), int(r[7]), int(r[8]), int(r[9]))
+    return [charges.Usage(r[0], r[1], r[2], r[3], r[4], *(int(v) for v in r[5:]))
             for r in db.session.execute(query)]

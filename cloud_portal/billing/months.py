@@ -148,22 +148,21 @@ def _count_and_total(month: str) -> tuple[int, Decimal]:
 
 def _row(month: str, line: charges.Line, cost_centres: dict[int, str], created_at: datetime, *,
          amount: Decimal | None = None, quantity: Decimal | None = None, adjusts: int | None = None,
-         adjusts_month: str | None = None) -> dict[str, object]:
-    """A statement line's column values (inserted in bulk: a month can have tens of thousands)."""
+         adjusts_month: str | None = None) -> tuple[object, ...]:
+    """A statement line's values in the order of ``_LINE_COLUMNS`` (written in bulk: a month can
+    have a hundred thousand)."""
     key = line.key
-    return {"month": month, "tenant_id": key.tenant_id, "cost_centre": cost_centres.get(key.tenant_id, ""),
-            "owner_id": key.owner_id, "server_id": key.server_id, "component": key.component,
-            "rate_key": key.rate_key, "rate_from": key.rate_from,
-            "quantity": (line.quantity if quantity is None else quantity).quantize(MICRO),
-            "unit": line.unit, "rate": line.rate, "amount": line.amount if amount is None else amount,
-            "adjusts_line_id": adjusts, "adjusts_month": adjusts_month, "created_at": created_at}
+    return (month, key.tenant_id, cost_centres.get(key.tenant_id, ""), key.owner_id, key.server_id, key.component,
+            key.rate_key, key.rate_from, (line.quantity if quantity is None else quantity).quantize(MICRO),
+            line.unit, line.rate, line.amount if amount is None else amount, adjusts,
+            adjusts_month, created_at)
 
 
 _LINE_COLUMNS = ("month", "tenant_id", "cost_centre", "owner_id", "server_id", "component", "rate_key", "rate_from",
                  "quantity", "unit", "rate", "amount", "adjusts_line_id", "adjusts_month", "created_at")
 
 
-def _insert_lines(rows: list[dict[str, object]]) -> None:
+def _insert_lines(rows: list[tuple[object, ...]]) -> None:
     bulk.insert_rows(StatementLine.__table__, _LINE_COLUMNS, rows)
 
 

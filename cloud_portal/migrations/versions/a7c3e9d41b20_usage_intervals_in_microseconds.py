@@ -21,7 +21,8 @@ def _micros(column: str, dialect: str) -> str:
         return f"CAST(ROUND(EXTRACT(EPOCH FROM {column}) * 1000000) AS BIGINT)"
     # SQLite's date functions round fractions to milliseconds: whole seconds from the text
     # without the fraction, microseconds from the text.
-    return f"(unixepoch(substr({column}, 1, 19)) * 1000000 + CAST(substr({column}, 21, 6) AS INTEGER))"
+    return (f"(CAST(strftime('%s', substr({column}, 1, 19)) AS INTEGER) * 1000000"
+            f" + CAST(substr({column}, 21, 6) AS INTEGER))")
 
 
 def upgrade():
