@@ -8,7 +8,9 @@ the ORM would store (the same processors), in the same transaction as the caller
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Table
@@ -28,9 +30,16 @@ def insert_rows(table: Table, columns: Sequence[str], rows: Iterable[Sequence[An
         raise ValueError(f"{table.name} has no column {sorted(unknown)}")
     connection = db.session.connection()
     dialect = connection.dialect
-    # Only the columns whose type converts values (e.g. UTC datetimes) are touched per row.
-    converting = [(index, process) for index, name in enumerate(columns)
-                  if (process := table.c[name].type._cached_bind_processor(dialect)) is not None]  # noqa: SLF001
+    # Only the columns whose type converts values (e.g. UTC datetimes) are touched per row, and
+    # dates and times (a few distinct values in a batch, e.g. one rate version) once per value.
+    converting = []
+    for index, name in enumerate(columns):
+        column_type = table.c[name].type
+        process = column_type._cached_bind_processor(dialect)  # noqa: SLF001
+        if process is not None:
+            if _python_type(column_type) in (date, datetime):
+                process = functools.lru_cache(maxsize=1024)(process)
+            converting.append((index, process))
     prepared: list[Sequence[Any]] = []
     for row in rows:
         if converting:
@@ -59,3 +68,10 @@ def insert_rows(table: Table, columns: Sequence[str], rows: Iterable[Sequence[An
         finally:
             cursor.close()
     return len(prepared)
+
+
+def _python_type(column_type: Any) -> type | None:
+    try:
+        return column_type.python_type
+    except NotImplementedError:
+        return None

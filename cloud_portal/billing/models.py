@@ -78,7 +78,11 @@ class StatementLine(db.Model):  # type: ignore[name-defined]
 
     __tablename__ = "statement_lines"
     __table_args__ = (Index("ix_statement_lines_month_tenant", "month", "tenant_id"),
-                      Index("ix_statement_lines_month_owner", "month", "owner_id"))
+                      Index("ix_statement_lines_month_owner", "month", "owner_id"),
+                      # Only adjustments (few) are indexed: a close writes the rest without touching it.
+                      Index("ix_statement_lines_adjusts_month", "adjusts_month",
+                            sqlite_where=text("adjusts_month IS NOT NULL"),
+                            postgresql_where=text("adjusts_month IS NOT NULL")))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     month: Mapped[str] = mapped_column(String(7), ForeignKey("billing_months.month"))
@@ -98,7 +102,7 @@ class StatementLine(db.Model):  # type: ignore[name-defined]
     rate: Mapped[Decimal] = mapped_column(Numeric(12, 5))
     amount: Mapped[Decimal] = mapped_column(Numeric(12, 2))
     #: For an adjustment: the closed month it corrects, and the closed line (when there was one).
-    adjusts_month: Mapped[str | None] = mapped_column(String(7), nullable=True, index=True)
+    adjusts_month: Mapped[str | None] = mapped_column(String(7), nullable=True)
     adjusts_line_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -1,4 +1,5 @@
-"""statement lines stand alone: no foreign keys to people, servers, tenants or other lines
+"""statement lines stand alone: no foreign keys to people, servers, tenants or other lines;
+only adjustments are indexed by the month they adjust
 
 A closed line is a final record that names who, what and which tenant by id (and carries its
 cost centre); it is written only from ledger rows whose own foreign keys guarantee those exist.
@@ -12,6 +13,7 @@ Create Date: 2026-12-03 08:20:00
 
 """
 from alembic import op
+import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
@@ -40,9 +42,15 @@ def upgrade():
         for name in FOREIGN_KEYS:
             batch_op.drop_constraint(name, type_='foreignkey')
     _refuse_updates_again_on_sqlite()
+    op.drop_index('ix_statement_lines_adjusts_month', table_name='statement_lines')
+    op.create_index('ix_statement_lines_adjusts_month', 'statement_lines', ['adjusts_month'],
+                    sqlite_where=sa.text('adjusts_month IS NOT NULL'),
+                    postgresql_where=sa.text('adjusts_month IS NOT NULL'))
 
 
 def downgrade():
+    op.drop_index('ix_statement_lines_adjusts_month', table_name='statement_lines')
+    op.create_index('ix_statement_lines_adjusts_month', 'statement_lines', ['adjusts_month'])
     with op.batch_alter_table('statement_lines', schema=None) as batch_op:
         for name, (column, table) in FOREIGN_KEYS.items():
             batch_op.create_foreign_key(name, table, [column], ['id'])
