@@ -107,6 +107,54 @@ class Budget(Strict):
     _money = field_validator("monthly", mode="before")(classmethod(lambda cls, v: _money(v)))
 
 
+DOMAIN_RE = re.compile(r"^(?=.{3,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+#: The roles a member tenant's people can have (accounts.models.TENANT_ROLES; a test keeps them equal).
+TENANT_ROLES = ("member", "tenant_admin")
+
+
+class RoleMapping(Strict):
+    """Which claim of the ID token carries groups, which group gives which role, and the default."""
+
+    claim: Annotated[StrictStr, Field(min_length=1, max_length=80)] = "groups"
+    map: dict[StrictStr, StrictStr] = {}
+    default: StrictStr = "member"
+
+
+class SingleSignOn(Strict):
+    """A tenant's own OpenID Connect provider (e.g. Microsoft Entra ID, ADFS)."""
+
+    issuer: StrictStr
+    client_id: Annotated[StrictStr, Field(min_length=1, max_length=200)]
+    #: Where the client secret is: the name of an environment variable, or a file (never the secret).
+    client_secret_env: Annotated[StrictStr, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")] | None = None
+    client_secret_file: Annotated[StrictStr, Field(min_length=1)] | None = None
+    #: E-mail domains whose people sign in here (home-realm discovery), e.g. torfaen.gov.uk.
+    email_domains: Annotated[list[StrictStr], Field(min_length=1)]
+    roles: RoleMapping = RoleMapping()
+    #: "provider": each sign-in sets the role from the claims; "portal": only the first one does.
+    roles_managed_in: Literal["provider", "portal"] = "provider"
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer(cls, v: str) -> str:
+        from urllib.parse import urlsplit
+        parts = urlsplit(v)
+        if parts.scheme not in ("https", "http") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError(f"{v!r} is not an issuer URL, e.g. https://login.example.org/tenant/v2.0")
+        if parts.scheme != "https" and parts.hostname not in LOOPBACK_HOSTS:
+            raise ValueError(f"{v!r} must use https (plain http is allowed only on this machine, 127.0.0.1)")
+        return v.rstrip("/")
+
+    @field_validator("email_domains")
+    @classmethod
+    def _domains(cls, v: list[str]) -> list[str]:
+        for domain in v:
+            if not DOMAIN_RE.match(domain):
+                raise ValueError(f"{domain!r} is not an e-mail domain in lower case, e.g. torfaen.gov.uk")
+        return v
+
+
 class TenantEntry(Strict):
     slug: Slug
     name_en: Name
@@ -117,6 +165,9 @@ class TenantEntry(Strict):
     per_user_quotas: PerUserQuotas = PerUserQuotas()
     approval: Approval
     budget: Budget | None = None
+    sso: SingleSignOn | None = None
+    #: False: the tenant's people sign in only through its provider (``sso``).
+    password_sign_in: bool = True
 
 
     @field_validator("cost_centre")
@@ -334,8 +385,37 @@ def _cross_check(doc: TenantsFile) -> list[tuple[str, str]]:
             problems.append((f"catalog.desktops[{i}].monthly_price", "must be more than 0"))
         problems += _dates_in_order(f"catalog.desktops[{i}].price_changes",
                                     [SINCE_ALWAYS] + [c.effective_from for c in desktop.price_changes])
+    problems += _check_single_sign_on(doc)
     problems += _dates_in_order("rate_card.changes", [doc.rate_card.effective_from] +
                                 [c.effective_from for c in doc.rate_card.changes])
+    return problems
+
+
+def _check_single_sign_on(doc: TenantsFile) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    owners: dict[str, str] = {}
+    for i, tenant in enumerate(doc.tenants):
+        where = f"tenants[{i}]"
+        if tenant.sso is None:
+            if not tenant.password_sign_in:
+                problems.append((f"{where}.password_sign_in",
+                                 "false needs an sso provider: otherwise nobody of the tenant could sign in"))
+            continue
+        sso = tenant.sso
+        if (sso.client_secret_env is None) == (sso.client_secret_file is None):
+            problems.append((f"{where}.sso", "give exactly one of client_secret_env (an environment variable's "
+                             "name) or client_secret_file (a file's path); never the secret itself"))
+        roles = [("roles.default", sso.roles.default)]
+        roles += [(f"roles.map.{group}", role) for group, role in sso.roles.map.items()]
+        for path, role in roles:
+            if role not in TENANT_ROLES:
+                problems.append((f"{where}.sso.{path}",
+                                 f"{role!r} is not a role of a member tenant (known: {', '.join(TENANT_ROLES)})"))
+        for j, domain in enumerate(sso.email_domains):
+            if domain in owners and owners[domain] != tenant.slug:
+                problems.append((f"{where}.sso.email_domains[{j}]",
+                                 f"{domain!r} already belongs to tenant {owners[domain]!r}"))
+            owners.setdefault(domain, tenant.slug)
     return problems
 
 

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import JSON, Boolean, Integer, Numeric, String
+from sqlalchemy import true as sa_true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cloud_portal.extensions import db
@@ -33,6 +35,11 @@ class Tenant(db.Model):  # type: ignore[name-defined]
     #: Monthly budget in GBP (None: no budget) and what happens over it: warn | require_approval.
     budget_monthly: Mapped[Decimal | None] = mapped_column(Numeric(12, 2), nullable=True)
     over_budget: Mapped[str] = mapped_column(String(20), default="warn", server_default="warn")
+    #: The tenant's OpenID Connect provider as tenants.yaml gives it (issuer, client_id, where the
+    #: secret is, email_domains, roles, roles_managed_in); None: its people sign in with passwords.
+    sso: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    #: False: the tenant's people may sign in only through its provider.
+    password_sign_in: Mapped[bool] = mapped_column(Boolean, default=True, server_default=sa_true())
     #: False when the tenant has been removed from tenants.yaml (rows are kept for billing).
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     #: OpenStack project id once the sync playbook has created it.

@@ -54,7 +54,7 @@ def _apply(obj: Any, values: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
 
 
 def _jsonable(changes: dict[str, tuple[Any, Any]], side: int) -> dict[str, Any]:
-    return {k: (str(v[side]) if v[side] is not None and not isinstance(v[side], (int, list, bool)) else v[side])
+    return {k: (str(v[side]) if v[side] is not None and not isinstance(v[side], (int, list, bool, dict)) else v[side])
             for k, v in changes.items()}
 
 
@@ -106,7 +106,8 @@ def sync_tenants(doc: TenantsFile, actor: User | None = None) -> SyncReport:
             approval_monthly_cost_over=entry.approval.monthly_cost_over,
             approval_vcpus_over=entry.approval.vcpus_over,
             budget_monthly=entry.budget.monthly if entry.budget else None,
-            over_budget=entry.budget.over_budget if entry.budget else "warn")
+            over_budget=entry.budget.over_budget if entry.budget else "warn",
+            sso=entry.sso.model_dump() if entry.sso else None, password_sign_in=entry.password_sign_in)
     for slug, values in wanted.items():
         tenant = existing.get(slug)
         if tenant is None:

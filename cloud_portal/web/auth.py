@@ -4,10 +4,12 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 
 from cloud_portal.accounts import service as accounts
+from cloud_portal.accounts import sso
 from cloud_portal.config import languages
 from cloud_portal.errors import SignInThrottled
 from cloud_portal.extensions import db
@@ -23,6 +25,54 @@ def safe_next(target: str | None) -> str:
     return url_for("portal.home")
 
 
+def _sso_sentence(reason: str, tenant_name: str) -> str:
+    """What a person can do about a refused single sign-on, in their language."""
+    sentences = {
+        "unavailable": _("%(org)s's sign-in service is not answering. Try again in a few minutes; if it goes on, "
+                         "tell your IT service desk.", org=tenant_name),
+        "not_configured": _("Sign-in through %(org)s is not fully set up on the portal yet. Tell the shared IT "
+                            "service desk.", org=tenant_name),
+        "state": _("That sign-in could not be matched to one started here (it may have been opened twice, or "
+                   "it took too long). Please sign in again."),
+        "denied": _("%(org)s's sign-in service did not sign you in. Please try again.", org=tenant_name),
+        "unverified_email": _("%(org)s has not confirmed your e-mail address, so the portal cannot let you in. "
+                              "Ask your IT service desk to confirm it.", org=tenant_name),
+        "other_tenant_domain": _("Your e-mail address belongs to another organisation of the portal. Sign in "
+                                 "through your own organisation: enter your address on this page."),
+        "unknown_domain": _("Your e-mail address is not one of %(org)s's domains, so the portal cannot tell which "
+                            "organisation you belong to. Ask your IT service desk.", org=tenant_name),
+        "other_tenant_account": _("Your account belongs to another organisation of the portal. Sign in through "
+                                  "that organisation, or ask the shared IT service to move it."),
+        "disabled": _("Your account on the portal is disabled. Ask your organisation's portal administrator."),
+        "no_email": _("%(org)s's sign-in service did not say your e-mail address. Ask your IT service desk.",
+                      org=tenant_name),
+    }
+    return sentences.get(reason, _("%(org)s's sign-in could not be checked, so the portal cannot let you in. "
+                                   "Please sign in again; if it happens again, tell your IT service desk.",
+                                   org=tenant_name))
+
+
+def _sso_refused(problem: sso.SignInProblem):
+    db.session.rollback()
+    tenant_name = problem.tenant.display_name(str(get_locale() or "en")) if problem.tenant else _("Your organisation")
+    flash(_sso_sentence(problem.reason, tenant_name), "error")
+    status = 503 if problem.reason in ("unavailable", "not_configured") else 403
+    return render_template("auth/sign_in.html", form=SignInForm()), status
+
+
+def _signed_in(user, next_target: str | None, sso_tenant: str | None = None, id_token: str | None = None):
+    lang = session.get("lang")
+    session.clear()  # a fresh session on sign-in (no fixation); keep only the language
+    login_user(user)
+    session.permanent = True
+    if lang:
+        session["lang"] = lang
+    if sso_tenant:
+        # For RP-initiated logout: which provider to sign out of, and the hint it asks for.
+        session["sso"] = {"tenant": sso_tenant, "id_token": id_token}
+    return redirect(safe_next(next_target))
+
+
 @bp.route("/sign-in", methods=["GET", "POST"])
 def sign_in():
     if current_user.is_authenticated:
@@ -32,9 +82,22 @@ def sign_in():
         form.next.data = request.args.get("next", "")
     status = 200
     if form.validate_on_submit():
+        email = form.email.data or ""
+        if not form.password.data:
+            # Home-realm discovery: an organisation with its own sign-in takes it from here.
+            tenant = sso.tenant_for_email(email)
+            if tenant is not None:
+                session["sso_next"] = safe_next(form.next.data)
+                return redirect(url_for("auth.sso_start", slug=tenant.slug, login_hint=email))
+            form.password.errors.append(_("Enter your password."))
+            return render_template("auth/sign_in.html", form=form), 400
+        if sso.passwords_refused_for(email):
+            flash(_("Your organisation signs you in with its own account, not a portal password: leave the "
+                    "password empty and choose Sign in."), "error")
+            return render_template("auth/sign_in.html", form=form), 403
         try:
             user = accounts.authenticate(
-                form.email.data or "", form.password.data or "", request.remote_addr or "unknown",
+                email, form.password.data or "", request.remote_addr or "unknown",
                 max_failures=int(current_app.config["SIGNIN_MAX_FAILURES"]),
                 window_seconds=int(current_app.config["SIGNIN_WINDOW_SECONDS"]))
         except SignInThrottled as exc:
@@ -48,27 +111,52 @@ def sign_in():
             flash(_("The e-mail address or password is not right, or the account is disabled."), "error")
             status = 401
         else:
-            lang = session.get("lang")
-            session.clear()  # a fresh session on sign-in (no fixation); keep only the language
-            login_user(user)
-            session.permanent = True
-            if lang:
-                session["lang"] = lang
-            return redirect(safe_next(form.next.data))
+            return _signed_in(user, form.next.data)
     elif request.method == "POST":
         status = 400
     return render_template("auth/sign_in.html", form=form), status
+
+
+@bp.route("/sign-in/sso/<slug>")
+def sso_start(slug: str):
+    """Send the person to their organisation's provider (state, nonce and PKCE in the session)."""
+    try:
+        tenant = sso.active_sso_tenant(slug)
+        login_hint = (request.args.get("login_hint") or "")[:254] or None
+        return redirect(sso.start(tenant, url_for("auth.sso_callback", slug=slug, _external=True), login_hint))
+    except sso.SignInProblem as problem:
+        return _sso_refused(problem)
+
+
+@bp.route("/sign-in/sso/<slug>/callback")
+def sso_callback(slug: str):
+    """The provider sends the person back here with a code; on success they are signed in."""
+    next_target = session.pop("sso_next", None)
+    try:
+        tenant = sso.active_sso_tenant(slug)
+        user, id_token = sso.finish(tenant)
+    except sso.SignInProblem as problem:
+        return _sso_refused(problem)
+    db.session.commit()
+    return _signed_in(user, next_target, sso_tenant=slug, id_token=id_token)
 
 
 @bp.route("/sign-out", methods=["POST"])
 @login_required
 def sign_out():
     lang = session.get("lang")
+    signed_in_with = session.get("sso") or {}
     logout_user()
     session.clear()
     if lang:
         session["lang"] = lang
     flash(_("You have signed out."), "info")
+    if signed_in_with.get("tenant"):
+        # Also end the session at the organisation's provider, which sends the person back here.
+        provider_logout = sso.logout_url(signed_in_with["tenant"], signed_in_with.get("id_token"),
+                                         url_for("auth.sign_in", _external=True))
+        if provider_logout:
+            return redirect(provider_logout)
     return redirect(url_for("auth.sign_in"))
 
 

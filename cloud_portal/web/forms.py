@@ -20,8 +20,8 @@ from wtforms.validators import DataRequired, Email, InputRequired, Length, Numbe
 class SignInForm(FlaskForm):
     email = EmailField(_l("E-mail address"), validators=[DataRequired(_l("Enter your e-mail address.")),
                                                          Length(max=254)])
-    password = PasswordField(_l("Password"), validators=[DataRequired(_l("Enter your password.")),
-                                                         Length(max=200)])
+    #: Optional: left empty, an e-mail domain whose organisation has its own sign-in goes there.
+    password = PasswordField(_l("Password"), validators=[Length(max=200)])
     next = HiddenField()
     submit = SubmitField(_l("Sign in"))
 
