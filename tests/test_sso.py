@@ -174,3 +174,13 @@ def test_signing_out_also_ends_the_provider_session(client: Any, oidc_provider: 
     query = parse_qs(end_session.query)
     assert query["post_logout_redirect_uri"] == [f"{BASE}/sign-in"] and query["id_token_hint"]
     assert client.get("/").status_code == 302  # signed out of the portal already
+
+
+def test_a_rotated_signing_key_is_fetched_when_a_token_names_it(app: Any, oidc_provider: Any,
+                                                              sso_tenants: dict[str, Tenant]) -> None:
+    email = "aled@monmouthshire.gov.uk"
+    assert _sso_sign_in(app.test_client(), oidc_provider, email).status_code == 302  # keys fetched and cached
+    oidc_provider.rotate_key("monmouthshire")
+    oidc_provider.allow_redirect("monmouthshire", f"{BASE}/sign-in/sso/monmouthshire/callback")
+    again = _sso_sign_in(app.test_client(), oidc_provider, email)
+    assert again.status_code == 302 and urlsplit(again.location).path == "/"

@@ -12,6 +12,7 @@ import logging
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 
@@ -60,6 +61,22 @@ def active_sso_tenant(slug: str) -> Tenant:
     if tenant is None or not tenant.sso:
         raise SignInProblem("not_configured", f"tenant {slug!r} has no provider")
     return tenant
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def provider_origins() -> list[str]:
+    """The origins of every active tenant's provider (the sign-in form may lead to any)."""
+    return sorted({_origin((t.sso or {})["issuer"]) for t in db.session.scalars(
+        select(Tenant).where(Tenant.active.is_(True), Tenant.sso.is_not(None))) if (t.sso or {}).get("issuer")})
+
+
+def provider_origin(tenant_slug: str) -> str | None:
+    tenant = db.session.scalar(select(Tenant).where(Tenant.slug == tenant_slug))
+    return _origin(tenant.sso["issuer"]) if tenant is not None and tenant.sso else None
 
 
 def passwords_refused_for(email: str) -> bool:

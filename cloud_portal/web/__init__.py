@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, g, redirect, render_template, request, url_for
+from flask import Flask, g, redirect, render_template, request, session, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
@@ -52,10 +52,15 @@ def register_web(app: Flask) -> None:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")
+        # A form may lead to an organisation's sign-in service: the sign-in form (to the
+        # provider of the address entered) and, once signed in through one, the sign-out button
+        # (to its end-session page). Browsers apply form-action to the redirects a form causes.
+        form_action = " ".join(["'self'", *g.get("form_action_origins", []),
+                                *([session["sso"]["origin"]] if session.get("sso", {}).get("origin") else [])])
         response.headers.setdefault(
             "Content-Security-Policy",
             "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-            "frame-ancestors 'none'; form-action 'self'")
+            f"frame-ancestors 'none'; form-action {form_action}")
         if request.endpoint and request.endpoint != "ops.metrics":
             count_request(response.status_code)
         return response

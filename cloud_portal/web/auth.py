@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
@@ -69,7 +69,7 @@ def _signed_in(user, next_target: str | None, sso_tenant: str | None = None, id_
         session["lang"] = lang
     if sso_tenant:
         # For RP-initiated logout: which provider to sign out of, and the hint it asks for.
-        session["sso"] = {"tenant": sso_tenant, "id_token": id_token}
+        session["sso"] = {"tenant": sso_tenant, "id_token": id_token, "origin": sso.provider_origin(sso_tenant)}
     return redirect(safe_next(next_target))
 
 
@@ -77,6 +77,7 @@ def _signed_in(user, next_target: str | None, sso_tenant: str | None = None, id_
 def sign_in():
     if current_user.is_authenticated:
         return redirect(url_for("portal.home"))
+    g.form_action_origins = sso.provider_origins()
     form = SignInForm()
     if request.method == "GET":
         form.next.data = request.args.get("next", "")
