@@ -14,6 +14,16 @@ clouds=$(printf '%s\n' "$sandbox_out" | sed -n 's/^CLOUDS_YAML=//p' | tail -1)
 [ -n "$clouds" ] || { echo "the sandbox did not say where its clouds.yaml is" >&2; exit 1; }
 export CLOUD_PORTAL_CLOUDS_YAML=${CLOUD_PORTAL_CLOUDS_YAML:-$clouds}
 
+echo "== demo identity provider for Torfaen (npm's oidc-provider on 127.0.0.1:${CLOUD_PORTAL_DEMO_IDP_PORT:-5556})"
+idp_home=$(bash scripts/ensure-idp.sh | tail -1)
+mkdir -p "$CLOUD_PORTAL_INSTANCE_PATH"
+demo_tenants=$(.venv/bin/python sandbox/idp/demo.py "$CLOUD_PORTAL_INSTANCE_PATH" "http://$BIND" \
+  "${CLOUD_PORTAL_DEMO_IDP_PORT:-5556}" | tail -1)
+export CLOUD_PORTAL_TENANTS_FILE=${CLOUD_PORTAL_TENANTS_FILE:-$demo_tenants}
+OIDC_PROVIDER_HOME=$idp_home node sandbox/idp/provider.mjs "$CLOUD_PORTAL_INSTANCE_PATH/idp/torfaen.json" &
+idp=$!
+trap 'kill $idp 2>/dev/null' EXIT INT TERM
+
 echo "== database and tenants"
 .venv/bin/cloud-portal init
 .venv/bin/cloud-portal check
@@ -23,7 +33,7 @@ echo "== demo accounts (passwords are shown once, when the account is made)"
 
 .venv/bin/cloud-portal worker &
 worker=$!
-trap 'kill $worker 2>/dev/null; wait $worker 2>/dev/null' EXIT INT TERM
+trap 'kill $worker $idp 2>/dev/null; wait $worker $idp 2>/dev/null' EXIT INT TERM
 echo "== portal on http://$BIND/ (Ctrl-C to stop)"
 .venv/bin/gunicorn --bind "$BIND" --workers 2 --threads 4 --no-control-socket \
   --access-logfile - "cloud_portal:create_app()"

@@ -11,6 +11,7 @@ mkdir -p test-artifacts
 
 bash scripts/ensure-chromium.sh >/dev/null
 bash scripts/ensure-pango.sh
+bash scripts/ensure-idp.sh >/dev/null  # npm's oidc-provider, the single sign-on tests' identity provider
 pg_url=$(bash scripts/ensure-postgres.sh | tail -1)
 redis_url=$(bash scripts/ensure-redis.sh | tail -1)
 export CLOUD_PORTAL_TEST_REDIS_URL=${CLOUD_PORTAL_TEST_REDIS_URL:-$redis_url}
