@@ -169,3 +169,30 @@ def test_an_address_of_another_tenants_domain_or_account_is_refused(torfaen_sso:
     with pytest.raises(sso.SignInProblem) as caught:
         sso.account_from_claims(torfaen_sso, {"email": gone.email})
     assert caught.value.reason == "disabled"
+
+
+CHECK_FAILED = ("sign-in could not be checked, so the portal cannot let you in", "Nid oedd modd gwirio mewngofnodi")
+
+
+@pytest.mark.parametrize(("reason", "english", "welsh"), [
+    ("audience", *CHECK_FAILED), ("expired", *CHECK_FAILED), ("nonce", *CHECK_FAILED), ("signature", *CHECK_FAILED),
+    ("state", "could not be matched to one started here", "Nid oedd modd paru'r mewngofnodi"),
+    ("denied", "sign-in service did not sign you in", "Ni wnaeth gwasanaeth mewngofnodi"),
+])
+def test_each_refusal_of_the_provider_reply_reads_as_a_sentence(client: Any, torfaen_sso: Tenant, reason: str,
+                                                                 english: str, welsh: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The page for each refusal the adapter reports (the refusals themselves are proven against
+    the real provider in test_sso.py; here only their sentences, in English and Welsh)."""
+    from html import unescape
+
+    from cloud_portal.adapters import oidc
+
+    def refuse(provider: Any) -> Any:
+        raise oidc.SignInRefused(reason, "from the test")
+    monkeypatch.setattr(oidc, "complete_sign_in", refuse)
+    page = client.get("/sign-in/sso/torfaen/callback?code=c&state=s")
+    assert page.status_code == 403 and english in unescape(page.get_data(as_text=True))
+    client.post("/language", data={"lang": "cy", "next": "/sign-in"})
+    in_welsh = unescape(client.get("/sign-in/sso/torfaen/callback?code=c&state=s").get_data(as_text=True))
+    assert welsh in in_welsh and english not in in_welsh
