@@ -136,3 +136,25 @@ def test_security_headers(client: Any) -> None:
     response = client.get("/sign-in")
     assert response.headers["X-Frame-Options"] == "DENY"
     assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+
+
+def test_a_failed_sign_in_takes_as_long_whether_or_not_the_address_has_an_account(app: Any, make_user: Any) -> None:
+    """No account enumeration by timing: an unknown address is refused only after a password
+    hash as costly as a real one (without it the refusal is ~100 times faster)."""
+    import statistics
+    import time
+
+    from cloud_portal.accounts.service import authenticate
+    user = make_user("member", "torfaen")
+
+    def timed(email: str, n: int) -> float:
+        samples = []
+        for i in range(5):
+            t0 = time.perf_counter()
+            assert authenticate(email, "not the password", f"10.0.{n}.{i}", max_failures=100, window_seconds=60) is None
+            samples.append(time.perf_counter() - t0)
+        return statistics.median(samples)
+
+    timed("warm.up@example.cymru", 9)
+    known, unknown = timed(user.email, 1), timed("nobody.here@example.cymru", 2)
+    assert 0.5 < unknown / known < 2, (known, unknown)

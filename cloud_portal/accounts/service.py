@@ -1,12 +1,14 @@
 """Accounts: sign-in with throttling, and adding, disabling and re-roling people."""
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 from datetime import timedelta
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Select, delete, func, select
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from cloud_portal.accounts.models import ALL_ROLES, PLATFORM_ROLES, TENANT_ROLES, SignInAttempt, User, new_session_token
 from cloud_portal.audit import service as audit
@@ -41,6 +43,12 @@ def _recent_failures(column, value: str, since) -> int:
         column == value, SignInAttempt.succeeded.is_(False), SignInAttempt.at >= since)) or 0
 
 
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash made the way real ones are (same method and cost), of a password nobody has."""
+    return generate_password_hash(secrets.token_urlsafe(24))
+
+
 def authenticate(email: str, password: str, remote_addr: str, *, max_failures: int,
                  window_seconds: int) -> User | None:
     """Return the user if the credentials are right and the account is active, else None.
@@ -58,6 +66,10 @@ def authenticate(email: str, password: str, remote_addr: str, *, max_failures: i
             f"Too many failed sign-in attempts. Wait {minutes} minutes and try again, "
             "or ask your administrator to reset your password.", retry_after_seconds=window_seconds)
     user = db.session.scalar(select(User).where(User.email == email))
+    if user is None:
+        # Hash the attempt anyway, so an address nobody has takes as long to refuse as a wrong
+        # password (no telling which addresses have accounts from the time taken).
+        check_password_hash(_dummy_hash(), password)
     ok = user is not None and user.active and user.check_password(password)
     db.session.add(SignInAttempt(email=email, remote_addr=remote_addr[:64], succeeded=ok))
     if not ok:
