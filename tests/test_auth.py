@@ -158,3 +158,26 @@ def test_a_failed_sign_in_takes_as_long_whether_or_not_the_address_has_an_accoun
     timed("warm.up@example.cymru", 9)
     known, unknown = timed(user.email, 1), timed("nobody.here@example.cymru", 2)
     assert 0.5 < unknown / known < 2, (known, unknown)
+
+
+def test_signing_out_ends_the_session_on_the_server(app: Any, make_user: Any) -> None:
+    """A copied session cookie stops working the moment its owner signs out."""
+    from tests.helpers import signed_in_client
+    user = make_user("member", "torfaen")
+    owner = signed_in_client(app, user.email)
+    assert owner.get("/").status_code == 200
+    cookie = owner.get_cookie(app.config["SESSION_COOKIE_NAME"])
+    assert cookie is not None
+    thief = app.test_client()
+    thief.set_cookie(app.config["SESSION_COOKIE_NAME"], cookie.value)
+    assert thief.get("/").status_code == 200  # the copy works while the owner is signed in
+    assert owner.post("/sign-out").status_code == 302
+    assert thief.get("/").status_code == 302  # ... and not after
+
+
+def test_the_token_page_shows_the_header_to_send_in_both_languages(app: Any, make_user: Any) -> None:
+    from tests.helpers import signed_in_client
+    client = signed_in_client(app, make_user("member", "torfaen").email)
+    assert b"Authorization: Bearer &lt;token&gt;" in client.get("/account/tokens").data
+    client.post("/language", data={"lang": "cy", "next": "/"})
+    assert b"Authorization: Bearer &lt;token&gt;" in client.get("/account/tokens").data

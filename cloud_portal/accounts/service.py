@@ -80,6 +80,11 @@ def authenticate(email: str, password: str, remote_addr: str, *, max_failures: i
     return user
 
 
+def end_all_sessions(user: User) -> None:
+    """Every session of ``user`` stops working (the cookie carries this token). The caller commits."""
+    user.session_token = new_session_token()
+
+
 def load_user_by_session_token(token: str) -> User | None:
     return db.session.scalar(select(User).where(User.session_token == token, User.active.is_(True)))
 

@@ -145,8 +145,12 @@ def sso_callback(slug: str):
 @bp.route("/sign-out", methods=["POST"])
 @login_required
 def sign_out():
+    """Sign out, on the server too: the account's session token is rotated, so this cookie (and
+    any copy of it, on any device) stops working at once."""
     lang = session.get("lang")
     signed_in_with = session.get("sso") or {}
+    accounts.end_all_sessions(current_user)
+    db.session.commit()
     logout_user()
     session.clear()
     if lang:
