@@ -61,6 +61,10 @@ DEFAULTS: dict[str, Any] = {
     "SESSION_COOKIE_SECURE": None,
     "SESSION_LIFETIME_SECONDS": 8 * 3600,
     "LOG_LEVEL": "INFO",
+    #: /metrics answers a bearer token equal to this (empty: no token accepted) or a client
+    #: address in this comma-separated list of addresses and networks.
+    "METRICS_TOKEN": "",
+    "METRICS_ALLOWED_ADDRESSES": "127.0.0.1,::1",
     #: Outgoing e-mail (quota-increase decisions). Empty SMTP_HOST = e-mail off (logged instead).
     "SMTP_HOST": "",
     "SMTP_PORT": 25,
