@@ -48,3 +48,11 @@ class SignInThrottled(PortalError):
     def __init__(self, message: str, retry_after_seconds: int) -> None:
         super().__init__(message)
         self.retry_after_seconds = retry_after_seconds
+
+
+class OrganisationInactive(NotPermitted):
+    """The person's tenant has left the portal (removed from tenants.yaml): no sign-in, no orders."""
+
+    def __init__(self) -> None:
+        super().__init__("Your organisation is no longer a member of the Cwmwl Cymru portal, so its people cannot "
+                         "sign in, use the API or order. Its servers are kept; ask the shared IT service.")

@@ -181,3 +181,33 @@ def test_the_token_page_shows_the_header_to_send_in_both_languages(app: Any, mak
     assert b"Authorization: Bearer &lt;token&gt;" in client.get("/account/tokens").data
     client.post("/language", data={"lang": "cy", "next": "/"})
     assert b"Authorization: Bearer &lt;token&gt;" in client.get("/account/tokens").data
+
+
+def test_people_of_an_organisation_that_left_lose_access_but_their_servers_stay(app: Any, make_user: Any) -> None:
+    from cloud_portal.accounts.service import create_api_token
+    from cloud_portal.errors import OrganisationInactive
+    from cloud_portal.extensions import db
+    from cloud_portal.provisioning.requests import submit_request
+    from tests.helpers import PASSWORD, server_seen_active, sign_in, signed_in_client, utc
+    member = make_user("member", "torfaen")
+    admin = make_user("platform_admin", "platform")
+    server = server_seen_active(member, "kept-after-leaving", utc("2026-11-02T09:00:00"))
+    token = create_api_token(None, member, "script")
+    db.session.commit()
+    session = signed_in_client(app, member.email)
+    assert session.get("/").status_code == 200
+    member.tenant.active = False  # as `tenants sync` does when the tenant leaves tenants.yaml
+    db.session.commit()
+
+    assert session.get("/").status_code == 302  # the open session ends
+    refused = sign_in(app.test_client(), member.email, PASSWORD)
+    assert refused.status_code == 403 and b"no longer a member of the Cwmwl Cymru portal" in refused.data
+    api = app.test_client().get("/api/v1/servers", headers={"Authorization": f"Bearer {token}"})
+    assert api.status_code == 403 and api.get_json()["code"] == "organisation_inactive"
+    with pytest.raises(OrganisationInactive):
+        submit_request(member, kind="vm", catalog_key="small", image_key="debian-12", data_hall="local-government",
+                       name="after-leaving")
+    db.session.rollback()
+    # Platform admins still see what the organisation left behind.
+    listing = signed_in_client(app, admin.email).get("/servers?scope=all")
+    assert listing.status_code == 200 and server.name.encode() in listing.data

@@ -12,7 +12,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from cloud_portal.accounts.models import ALL_ROLES, PLATFORM_ROLES, TENANT_ROLES, SignInAttempt, User, new_session_token
 from cloud_portal.audit import service as audit
-from cloud_portal.errors import InvalidInput, NotFound, NotPermitted, SignInThrottled
+from cloud_portal.errors import InvalidInput, NotFound, NotPermitted, OrganisationInactive, SignInThrottled
 from cloud_portal.extensions import db
 from cloud_portal.tenants.models import Tenant
 from cloud_portal.timeutil import utcnow
@@ -76,6 +76,8 @@ def authenticate(email: str, password: str, remote_addr: str, *, max_failures: i
         log.info("failed sign-in for %s from %s", email, remote_addr)
         return None
     assert user is not None
+    if not user.tenant.active:
+        raise OrganisationInactive()
     user.last_sign_in_at = utcnow()
     return user
 
@@ -86,7 +88,9 @@ def end_all_sessions(user: User) -> None:
 
 
 def load_user_by_session_token(token: str) -> User | None:
-    return db.session.scalar(select(User).where(User.session_token == token, User.active.is_(True)))
+    """The signed-in person, unless disabled or their organisation has left the portal."""
+    return db.session.scalar(select(User).join(Tenant, Tenant.id == User.tenant_id).where(
+        User.session_token == token, User.active.is_(True), Tenant.active.is_(True)))
 
 
 def _check_role_for_tenant(role: str, tenant: Tenant) -> None:

@@ -16,7 +16,7 @@ from cloud_portal.adapters.openstack import CloudUnavailable
 from cloud_portal.audit import service as audit
 from cloud_portal.catalog.models import Image
 from cloud_portal.catalog.offers import Offer, find_offer
-from cloud_portal.errors import InvalidInput, NotFound, NotPermitted, ProvisioningFailed
+from cloud_portal.errors import InvalidInput, NotFound, NotPermitted, OrganisationInactive, ProvisioningFailed
 from cloud_portal.extensions import db
 from cloud_portal.provisioning import leases, lifecycle
 from cloud_portal.provisioning import models as m
@@ -95,6 +95,8 @@ def submit_request(user: User, *, kind: str, catalog_key: str, image_key: str | 
     """
     if not user.active or user.is_finance:
         raise NotPermitted("Your role cannot order servers.")
+    if not user.tenant.active:
+        raise OrganisationInactive()
     name, offer, image = preflight(user, kind=kind, catalog_key=catalog_key, image_key=image_key,
                                    data_hall=data_hall, name=name)
     tenant = user.tenant

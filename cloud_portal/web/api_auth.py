@@ -12,7 +12,14 @@ from flask import g, jsonify, request
 from pydantic import BaseModel, ValidationError
 
 from cloud_portal.accounts.service import user_for_api_token
-from cloud_portal.errors import InvalidInput, NotFound, NotPermitted, PortalError, QuotaExceeded
+from cloud_portal.errors import (
+    InvalidInput,
+    NotFound,
+    NotPermitted,
+    OrganisationInactive,
+    PortalError,
+    QuotaExceeded,
+)
 from cloud_portal.extensions import db
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -32,6 +39,9 @@ def token_required(view: F) -> F:
         user = user_for_api_token(token.strip()) if scheme.lower() == "bearer" else None
         if user is None:
             return error("Send a valid personal API token as 'Authorization: Bearer <token>'.", 401, "unauthorised")
+        if not user.tenant.active:
+            db.session.rollback()
+            return error(str(OrganisationInactive()), 403, "organisation_inactive")
         g.api_user = user
         try:
             return view(*args, **kwargs)

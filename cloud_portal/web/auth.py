@@ -11,7 +11,7 @@ from flask_login import current_user, login_required, login_user, logout_user
 from cloud_portal.accounts import service as accounts
 from cloud_portal.accounts import sso
 from cloud_portal.config import languages
-from cloud_portal.errors import SignInThrottled
+from cloud_portal.errors import OrganisationInactive, SignInThrottled
 from cloud_portal.extensions import db
 from cloud_portal.web.forms import LanguageForm, SignInForm
 
@@ -101,6 +101,11 @@ def sign_in():
                 email, form.password.data or "", request.remote_addr or "unknown",
                 max_failures=int(current_app.config["SIGNIN_MAX_FAILURES"]),
                 window_seconds=int(current_app.config["SIGNIN_WINDOW_SECONDS"]))
+        except OrganisationInactive:
+            db.session.commit()  # the attempt is recorded
+            flash(_("Your organisation is no longer a member of the Cwmwl Cymru portal, so its people cannot "
+                    "sign in or order. Its servers are kept; ask the shared IT service."), "error")
+            return render_template("auth/sign_in.html", form=form), 403
         except SignInThrottled as exc:
             db.session.rollback()
             flash(_("Too many failed sign-in attempts. Wait %(minutes)s minutes and try again, or ask "
