@@ -137,3 +137,29 @@ def test_people_page_query_count_does_not_grow_with_people(client: Any, auth: An
     with count_queries() as many:
         client.get("/admin/users")
     assert many.count <= few.count + 1, (few.count, many.count)
+
+
+def test_new_passwords_never_travel_in_the_session_cookie(app: Any, client: Any, auth: Any, make_user: Any) -> None:
+    """A new or reset password is shown on the response itself (not cached), never put in a flash
+    message, which Flask keeps in the signed but readable session cookie."""
+    from cloud_portal.accounts.models import User
+    from cloud_portal.tenants.service import get_tenant_by_slug
+    admin = make_user("tenant_admin", "monmouthshire")
+    auth.sign_in(admin.email)
+    serializer = app.session_interface.get_signing_serializer(app)
+
+    def cookie_text() -> str:
+        cookie = client.get_cookie(app.config["SESSION_COOKIE_NAME"])
+        return str(serializer.loads(cookie.value)) if cookie else ""
+
+    added = client.post("/admin/users", data={"email": "shown.once@monmouthshire.gov.uk", "display_name": "Shown Once",
+                                              "tenant": get_tenant_by_slug("monmouthshire").id, "role": "member"})
+    assert added.status_code == 200 and added.headers["Cache-Control"] == "no-store"
+    password = added.get_data(as_text=True).split('<code class="secret">')[1].split("</code>")[0]
+    person = db.session.query(User).filter_by(email="shown.once@monmouthshire.gov.uk").one()
+    assert person.check_password(password) and password not in cookie_text()
+    reset = client.post(f"/admin/users/{person.id}/reset-password")
+    new_password = reset.get_data(as_text=True).split('<code class="secret">')[1].split("</code>")[0]
+    db.session.refresh(person)
+    assert person.check_password(new_password) and new_password not in cookie_text()
+    assert new_password not in client.get("/admin/users").get_data(as_text=True)  # shown once only

@@ -1,7 +1,7 @@
 """Administration: people (tenant admins for their tenant, platform admins for all) and the audit log."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, make_response, redirect, render_template, request, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -64,9 +64,8 @@ def users():
             status = shown_on_form(exc)
         else:
             db.session.commit()
-            flash(_("Added %(email)s. Their first password is %(password)s — give it to them "
-                    "privately; it is not shown again.", email=user.email, password=password), "success")
-            return redirect(url_for("admin.users"))
+            return _secret_once(_("%(email)s added", email=user.email),
+                                _("Their first password is:"), password)
     elif request.method == "POST":
         status = 400
     page = max(1, request.args.get("page", 1, type=int))
@@ -121,9 +120,15 @@ def reset_password(user_id: int):
         abort(400)
     password = accounts.reset_password(current_user, user)
     db.session.commit()
-    flash(_("New password for %(email)s: %(password)s — give it to them privately; it is not shown again.",
-            email=user.email, password=password), "success")
-    return redirect(url_for("admin.users"))
+    return _secret_once(_("New password for %(email)s", email=user.email), _("Their new password is:"), password)
+
+
+def _secret_once(title: str, message: str, secret: str):
+    """Show a new password on this response only: never in a flash message, which would carry it
+    in the (signed, not encrypted) session cookie, and never cached."""
+    response = make_response(render_template("admin/secret_once.html", title=title, message=message, secret=secret))
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.route("/audit")
