@@ -245,10 +245,13 @@ def users_list(tenant_slug: str | None) -> None:
 @users.command("token")
 @click.argument("email")
 @click.option("--name", required=True, help="What the token is for, e.g. 'terraform'.")
-def users_token(email: str, name: str) -> None:
+@click.option("--scope", type=click.Choice(["read", "full"]), default="full", show_default=True,
+              help="read: GET calls only.")
+@click.option("--days", type=click.IntRange(1, 365), default=90, show_default=True, help="Days until it expires.")
+def users_token(email: str, name: str, scope: str, days: int) -> None:
     """Make a personal API token (printed once)."""
     from cloud_portal.accounts.service import create_api_token
-    _change(email, lambda user: create_api_token(None, user, name))
+    _change(email, lambda user: create_api_token(None, user, name, scope=scope, days=days))
 
 
 @main.command()

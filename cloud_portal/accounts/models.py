@@ -22,6 +22,11 @@ PLATFORM_ROLES = (ROLE_PLATFORM_ADMIN, ROLE_FINANCE)
 ALL_ROLES = TENANT_ROLES + PLATFORM_ROLES
 
 
+TOKEN_SCOPE_READ = "read"  # noqa: S105 - a scope name, not a secret
+TOKEN_SCOPE_FULL = "full"  # noqa: S105 - a scope name, not a secret
+TOKEN_SCOPES = (TOKEN_SCOPE_READ, TOKEN_SCOPE_FULL)
+
+
 def new_session_token() -> str:
     return secrets.token_urlsafe(24)
 
@@ -145,5 +150,11 @@ class ApiToken(db.Model):  # type: ignore[name-defined]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: After this the token is refused (default 90 days from its making).
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: "read": GET only (a state-changing call gets 403); "full": everything the person may do.
+    scope: Mapped[str] = mapped_column(String(8), default=TOKEN_SCOPE_FULL, server_default=TOKEN_SCOPE_FULL)
+    #: When the a-week-before-expiry e-mail went (sent once).
+    expiry_warned_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     user: Mapped[User] = relationship(lazy="joined")

@@ -5,12 +5,23 @@ import functools
 import logging
 import secrets
 from datetime import timedelta
+from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Select, delete, func, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from cloud_portal.accounts.models import ALL_ROLES, PLATFORM_ROLES, TENANT_ROLES, SignInAttempt, User, new_session_token
+from cloud_portal.accounts.models import (
+    ALL_ROLES,
+    PLATFORM_ROLES,
+    TENANT_ROLES,
+    TOKEN_SCOPE_FULL,
+    TOKEN_SCOPES,
+    ApiToken,
+    SignInAttempt,
+    User,
+    new_session_token,
+)
 from cloud_portal.audit import service as audit
 from cloud_portal.errors import InvalidInput, NotFound, NotPermitted, OrganisationInactive, SignInThrottled
 from cloud_portal.extensions import db
@@ -171,6 +182,8 @@ def set_active(actor: User | None, user: User, active: bool) -> None:
                  tenant_id=user.tenant_id, before={"active": user.active}, after={"active": active})
     user.active = active
     user.session_token = new_session_token()
+    if not active:
+        revoke_all_api_tokens(actor, user, "account disabled")
 
 
 def reset_password(actor: User | None, user: User, password: str | None = None) -> str:
@@ -181,6 +194,7 @@ def reset_password(actor: User | None, user: User, password: str | None = None) 
     check_password_strength(password)
     user.set_password(password)
     audit.record(actor, "user.reset_password", "user", user.email, tenant_id=user.tenant_id)
+    revoke_all_api_tokens(actor, user, "password reset")
     return password
 
 
@@ -228,31 +242,99 @@ def _hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_api_token(actor: User | None, user: User, name: str) -> str:
-    """Make a personal API token for ``user``; returns the token (shown once). The caller commits."""
-    from cloud_portal.accounts.models import ApiToken
+#: Days a new API token lasts unless its maker says otherwise, and the longest allowed.
+TOKEN_DAYS_DEFAULT = 90
+TOKEN_DAYS_MAX = 365
+#: The owner is e-mailed this long before a token expires.
+TOKEN_WARNING = timedelta(days=7)
+
+
+def create_api_token(actor: User | None, user: User, name: str, *, scope: str = TOKEN_SCOPE_FULL,
+                     days: int = TOKEN_DAYS_DEFAULT) -> str:
+    """Make a personal API token for ``user``; returns the token (shown once). The caller commits.
+
+    ``scope`` "read" allows only reading calls; the token expires after ``days`` days.
+    """
     if actor is not None and actor.id != user.id and not actor.can_manage_user(user):
         raise NotPermitted("You may not make tokens for this person.")
     name = (name or "").strip()
     if not 1 <= len(name) <= 80:
         raise InvalidInput("Give the token a name of 1 to 80 characters, e.g. 'terraform'.")
+    if scope not in TOKEN_SCOPES:
+        raise InvalidInput(f"{scope!r} is not a token scope; choose read or full.")
+    if not 1 <= days <= TOKEN_DAYS_MAX:
+        raise InvalidInput(f"A token lasts 1 to {TOKEN_DAYS_MAX} days (asked for {days}).")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    db.session.add(ApiToken(user_id=user.id, name=name, token_hash=_hash_token(token), prefix=token[:12]))
-    audit.record(actor, "token.create", "user", user.email, tenant_id=user.tenant_id, after={"name": name})
+    expires_at = utcnow() + timedelta(days=days)
+    db.session.add(ApiToken(user_id=user.id, name=name, token_hash=_hash_token(token), prefix=token[:12],
+                            scope=scope, expires_at=expires_at))
+    audit.record(actor, "token.create", "user", user.email, tenant_id=user.tenant_id,
+                 after={"name": name, "scope": scope, "expires_at": expires_at.isoformat()})
     return token
 
 
-def user_for_api_token(token: str) -> User | None:
-    """The active user a token belongs to (and notes its use), or None."""
-    from cloud_portal.accounts.models import ApiToken
+def api_token(token: str) -> ApiToken | None:
+    """The unrevoked token row for ``token`` (expired or not: the caller says which), or None."""
     if not token.startswith(TOKEN_PREFIX) or len(token) > 100:
         return None
-    row = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == _hash_token(token),
-                                                   ApiToken.revoked_at.is_(None)))
-    if row is None or not row.user.active:
+    return db.session.scalar(select(ApiToken).where(ApiToken.token_hash == _hash_token(token),
+                                                    ApiToken.revoked_at.is_(None)))
+
+
+def user_for_api_token(token: str) -> User | None:
+    """The active user a valid (unexpired, unrevoked) token belongs to (and notes its use), or None."""
+    row = api_token(token)
+    if row is None or not row.user.active or row.expires_at <= utcnow():
         return None
     row.last_used_at = utcnow()
     return row.user
+
+
+def revoke_api_token(actor: User | None, row: ApiToken, *, reason: str = "revoked by its owner") -> None:
+    """Revoke one token, audit-logged. The caller commits."""
+    if row.revoked_at is not None:
+        return
+    row.revoked_at = utcnow()
+    audit.record(actor, "token.revoke", "user", row.user.email, tenant_id=row.user.tenant_id,
+                 after={"name": row.name, "prefix": row.prefix, "reason": reason})
+
+
+def revoke_all_api_tokens(actor: User | None, user: User, reason: str) -> int:
+    """Revoke every live token of ``user`` (a password reset, a disabled account); re-enabling the
+    account does not bring them back. Returns how many. The caller commits."""
+    rows = list(db.session.scalars(select(ApiToken).where(ApiToken.user_id == user.id,
+                                                          ApiToken.revoked_at.is_(None))))
+    for row in rows:
+        revoke_api_token(actor, row, reason=reason)
+    return len(rows)
+
+
+def warn_expiring_tokens(settings: dict[str, Any]) -> int:
+    """E-mail each owner once, about a week before their token expires. Commits each record
+    before sending, so a crash never sends twice. Returns how many were warned."""
+    from cloud_portal.adapters.mail import MailError, send_mail
+    warned = 0
+    for row in tokens_to_warn():
+        row.expiry_warned_at = utcnow()
+        db.session.commit()
+        try:
+            send_mail(settings, row.user.email, f"Your Cwmwl Cymru API token '{row.name}' expires on "
+                      f"{row.expires_at:%Y-%m-%d}",
+                      f"Your API token '{row.name}' (starting {row.prefix}) stops working on "
+                      f"{row.expires_at:%Y-%m-%d %H:%M} UTC.\n\nMake a new one on the portal's API tokens page "
+                      "and change the scripts that use it.\n")
+        except MailError as exc:
+            log.warning("token expiry warning to %s not sent: %s", row.user.email, exc)
+        warned += 1
+    return warned
+
+
+def tokens_to_warn() -> list[ApiToken]:
+    """Live tokens that expire within TOKEN_WARNING and whose owner has not been told yet."""
+    now = utcnow()
+    return list(db.session.scalars(select(ApiToken).where(
+        ApiToken.revoked_at.is_(None), ApiToken.expiry_warned_at.is_(None), ApiToken.expires_at > now,
+        ApiToken.expires_at <= now + TOKEN_WARNING)))
 
 
 def prune_sign_in_attempts(*, older_than: timedelta) -> int:

@@ -30,6 +30,14 @@ def prune_sign_in_attempts() -> int:
     return removed
 
 
+@huey.periodic_task(crontab(minute="35"))
+@with_app_context
+def token_expiry_warnings() -> int:
+    """Hourly: e-mail people whose API token expires within a week (once per token)."""
+    from flask import current_app
+    return accounts.warn_expiring_tokens(dict(current_app.config))
+
+
 @huey.periodic_task(crontab(minute="5"))
 @with_app_context
 def budget_alerts() -> int:

@@ -11,7 +11,8 @@ from typing import Any, TypeVar
 from flask import g, jsonify, request
 from pydantic import BaseModel, ValidationError
 
-from cloud_portal.accounts.service import user_for_api_token
+from cloud_portal.accounts.models import TOKEN_SCOPE_FULL
+from cloud_portal.accounts.service import api_token, user_for_api_token
 from cloud_portal.errors import (
     InvalidInput,
     NotFound,
@@ -21,6 +22,7 @@ from cloud_portal.errors import (
     QuotaExceeded,
 )
 from cloud_portal.extensions import db
+from cloud_portal.timeutil import utcnow
 
 F = TypeVar("F", bound=Callable[..., Any])
 ERROR_STATUS = {InvalidInput: 400, NotPermitted: 403, NotFound: 404, QuotaExceeded: 409}
@@ -36,9 +38,17 @@ def token_required(view: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
-        user = user_for_api_token(token.strip()) if scheme.lower() == "bearer" else None
+        row = api_token(token.strip()) if scheme.lower() == "bearer" else None
+        if row is not None and row.expires_at <= utcnow():
+            return error(f"This token expired on {row.expires_at:%Y-%m-%d}; make a new one on your API tokens page.",
+                         401, "token_expired")
+        user = user_for_api_token(token.strip()) if row is not None else None
         if user is None:
             return error("Send a valid personal API token as 'Authorization: Bearer <token>'.", 401, "unauthorised")
+        if row is not None and row.scope != TOKEN_SCOPE_FULL and request.method not in ("GET", "HEAD", "OPTIONS"):
+            db.session.rollback()
+            return error("This token may only read; make a token with the full scope to change things.",
+                         403, "read_only_token")
         if not user.tenant.active:
             db.session.rollback()
             return error(str(OrganisationInactive()), 403, "organisation_inactive")

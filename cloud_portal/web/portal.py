@@ -1,7 +1,7 @@
 """Home pages: what each role sees first."""
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+from flask import Blueprint, make_response, render_template
 from flask_babel import get_locale
 from flask_login import current_user, login_required
 from sqlalchemy import func, select
@@ -12,6 +12,7 @@ from cloud_portal.catalog.service import get_catalog, vm_monthly_estimate
 from cloud_portal.extensions import db
 from cloud_portal.quotas.service import headroom, limits_for_tenants
 from cloud_portal.tenants.service import hall_names, list_tenants
+from cloud_portal.timeutil import utcnow
 from cloud_portal.web.common import redirect_on_error
 
 bp = Blueprint("portal", __name__)
@@ -21,29 +22,34 @@ bp = Blueprint("portal", __name__)
 @login_required
 @redirect_on_error("portal.tokens")
 def tokens():
-    """Personal API tokens: make one (shown once), see and revoke the others."""
+    """Personal API tokens: make one (shown once, with its scope and expiry), see and revoke the others."""
     from flask import flash, request
     from flask_babel import gettext as _
 
     from cloud_portal.accounts.models import ApiToken
-    from cloud_portal.accounts.service import create_api_token
-    from cloud_portal.timeutil import utcnow
+    from cloud_portal.accounts.service import create_api_token, revoke_api_token
     from cloud_portal.web.forms import ConfirmForm, TokenForm
     form = TokenForm()
+    new_token = None
     if form.validate_on_submit():
-        token = create_api_token(current_user, current_user, form.name.data or "")
+        new_token = create_api_token(current_user, current_user, form.name.data or "",
+                                     scope=form.scope.data or "full", days=form.days.data or 90)
         db.session.commit()
-        flash(_("Your new token is %(token)s — copy it now; it is not shown again.", token=token), "success")
     revoke = request.form.get("revoke", type=int) if request.method == "POST" and ConfirmForm().validate() else None
     if revoke:
         row = db.session.get(ApiToken, revoke)
         if row is not None and row.user_id == current_user.id and row.revoked_at is None:
-            row.revoked_at = utcnow()
+            revoke_api_token(current_user, row)
             db.session.commit()
             flash(_("Token revoked."), "success")
     rows = db.session.scalars(select(ApiToken).where(ApiToken.user_id == current_user.id)
                               .order_by(ApiToken.created_at.desc()))
-    return render_template("portal/tokens.html", form=form, tokens=list(rows), confirm=ConfirmForm())
+    # The new token is shown on this response only (not in a flash message, which would carry it
+    # in the session cookie), and the page is not cached.
+    response = make_response(render_template("portal/tokens.html", form=form, tokens=list(rows),
+                                             confirm=ConfirmForm(), new_token=new_token, now=utcnow()))
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.route("/")
