@@ -100,3 +100,37 @@ def test_no_secret_in_runner_folder(tmp_path: Path, playbooks: Path) -> None:
             assert secret not in file.read_text(errors="replace"), file
     assert prune_artifacts(tmp_path / "runs", keep_days=30) == 0
     assert prune_artifacts(tmp_path / "runs", keep_days=-1) == 1
+
+
+def test_no_secret_of_the_worker_reaches_the_run_or_its_artifacts(tmp_path: Path, playbooks: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """ansible-runner seeds a run's environment with the worker's own and writes it to
+    artifacts/<job>/command; the worker's secrets must be in neither."""
+    markers = {"CLOUD_PORTAL_SECRET_KEY": "marker-secret-key-4f1c",
+               "CLOUD_PORTAL_DATABASE_URL": "postgresql://portal:marker-db-password-9a2e@127.0.0.1/portal",
+               "CLOUD_PORTAL_SMTP_PASSWORD": "marker-smtp-password-77b0",
+               "OS_PASSWORD": "marker-os-password-c3d8"}
+    for name, value in markers.items():
+        monkeypatch.setenv(name, value)
+    dump = tmp_path / "env.txt"
+    (playbooks / "env.yml").write_text(f"""
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Write the environment the playbook sees
+      ansible.builtin.shell: env > {dump}
+""")
+    clouds = tmp_path / "clouds.yaml"
+    clouds.write_text("clouds:\n  x:\n    auth: {}\n")
+    result = run_playbook("env.yml", {}, job_id="env-check", data_root=tmp_path / "runs", clouds_yaml=clouds,
+                          cloud_name="x", timeout_s=60, playbook_dir=playbooks)
+    assert result.ok, result
+    seen = dump.read_text()
+    assert "OS_CLOUD=x" in seen and f"OS_CLIENT_CONFIG_FILE={clouds}" in seen  # what Ansible needs is there
+    files = [f for f in (tmp_path / "runs" / "env-check").rglob("*") if f.is_file()]
+    assert any(f.name == "command" for f in files)
+    for value in markers.values():
+        secret = value.split(":")[-1].split("@")[0] if "@" in value else value
+        assert secret not in seen
+        for file in files:
+            assert secret not in file.read_text(errors="replace"), (secret, file)

@@ -3,7 +3,9 @@
 What goes in: validated values only, written to ``env/extravars`` with every string tagged
 ``!unsafe`` so Ansible never templates it (a name like ``{{ lookup('pipe','id') }}`` stays
 text).  No secret goes in: the cloud is named by ``OS_CLOUD`` and its ``clouds.yaml`` by
-``OS_CLIENT_CONFIG_FILE`` (paths, not passwords), which is all runner writes to ``env/``.
+``OS_CLIENT_CONFIG_FILE`` (paths, not passwords), which is all runner writes to ``env/``; the
+playbook's environment holds nothing of the worker's own (:func:`playbook_environment`), so no
+secret of the worker reaches the run or its artifacts.
 What comes out: the Runner's events, turned into :class:`PlaybookEvent` rows as they happen,
 and a :class:`PlaybookResult`; we never parse stdout.
 """
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import ansible_runner
+import ansible_runner.interface
 
 log = logging.getLogger(__name__)
 
@@ -186,11 +189,16 @@ def run_playbook(playbook: str, variables: Mapping[str, ExtraValue], *, job_id: 
                 log.exception("progress handler failed for job %s", job_id)
         return True
 
-    runner = ansible_runner.run(
+    runner = ansible_runner.interface.init_runner(
         private_data_dir=str(private), playbook=playbook, ident=job_id, envvars=envvars,
         quiet=True, event_handler=event_handler, cancel_callback=cancel_callback,
         # pexpect_timeout: how often runner asks our watchdog (cancel_callback) whether to stop.
         settings={"suppress_ansible_output": True, "job_timeout": int(timeout_s) + 30, "pexpect_timeout": 1})
+    # Runner seeds the playbook's environment with the worker's whole environment and writes it to
+    # artifacts/<job>/command: the secret key, database and SMTP passwords, any OS_* password.
+    # Keep only what Ansible needs (ours, runner's own settings, and a few harmless basics).
+    runner.config.env = playbook_environment(runner.config.env, envvars)
+    runner.run()
     status = "timeout" if timed_out.is_set() else runner.status
     result = PlaybookResult(status=status, rc=runner.rc, events=events,
                             duration_s=time.monotonic() - started)
@@ -198,6 +206,17 @@ def run_playbook(playbook: str, variables: Mapping[str, ExtraValue], *, job_id: 
     shutil.rmtree(project, ignore_errors=True)
     log.info("playbook %s job %s: %s in %.1fs", playbook, job_id, status, result.duration_s)
     return result
+
+
+#: Inherited variables a playbook may keep (no secrets: locale, home and temp folders, user name).
+_INHERITED_ALLOWED = frozenset({"HOME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TMPDIR", "USER", "LOGNAME", "TZ"})
+
+
+def playbook_environment(prepared: Mapping[str, str], ours: Mapping[str, str]) -> dict[str, str]:
+    """The environment a playbook runs with: ``prepared`` (runner's, seeded from the worker's own
+    environment) without anything inherited from the worker, except the basics above."""
+    return {key: value for key, value in prepared.items()
+            if key in ours or key in _INHERITED_ALLOWED or os.environ.get(key) != value}
 
 
 def prune_artifacts(data_root: Path, keep_days: int) -> int:
