@@ -45,6 +45,9 @@ DEFAULTS: dict[str, Any] = {
     "TENANT_CONCURRENCY": 4,
     #: Transient cloud errors are retried this many times, with backoff from 2 seconds.
     "JOB_RETRIES": 3,
+    #: Reconciliation enqueues a job again that is still queued this long after it was recorded
+    #: or last claimed (its queue message was lost).
+    "JOB_REQUEUE_AFTER_SECONDS": 300,
     #: ansible-runner folders (events, status; no secrets) are kept this many days for audit.
     "ARTIFACT_KEEP_DAYS": 30,
     #: Minutes between reconciliation runs (0 turns the periodic run off).
@@ -135,7 +138,8 @@ def check_settings(settings: Mapping[str, Any]) -> None:
                 f"{ENV_PREFIX}SECRET_KEY to a random value of at least 32 characters "
                 "(for example: python -c 'import secrets; print(secrets.token_urlsafe(48))')."
             )
-    for key in ("SIGNIN_MAX_FAILURES", "SIGNIN_WINDOW_SECONDS", "WORKER_THREADS", "PROVISION_TIMEOUT_SECONDS",
+    for key in ("JOB_REQUEUE_AFTER_SECONDS", "SIGNIN_MAX_FAILURES", "SIGNIN_WINDOW_SECONDS", "WORKER_THREADS",
+                "PROVISION_TIMEOUT_SECONDS",
                 "ACTION_TIMEOUT_SECONDS", "JOB_LEASE_SECONDS", "TENANT_CONCURRENCY", "ARTIFACT_KEEP_DAYS"):
         if int(settings[key]) < 1:
             raise InvalidConfig(f"{key}={settings[key]!r}: must be at least 1")

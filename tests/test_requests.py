@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -143,3 +144,36 @@ def test_openapi_document_lists_the_api(client: Any) -> None:
     assert doc["openapi"].startswith("3.")
     assert "/api/v1/requests" in doc["paths"] and "post" in doc["paths"]["/api/v1/requests"]
     assert "NewRequest" in doc["components"]["schemas"]
+
+
+def test_a_job_whose_queue_message_was_lost_is_enqueued_again_and_runs_once(app: Any, make_user: Any) -> None:
+    """The jobs table is the record: a job still queued after the threshold (its message lost
+    between the commit and the enqueue, or with a queue restart) is enqueued again by
+    reconciliation, and however many messages then arrive, only one claim wins."""
+    from datetime import timedelta
+
+    from cloud_portal.adapters.cloud import CloudContext
+    from cloud_portal.provisioning import leases
+    from cloud_portal.provisioning import models as pm
+    from cloud_portal.provisioning.reconcile import requeue_lost_jobs
+    from cloud_portal.timeutil import frozen_at
+    from tests.helpers import utc
+    member = make_user("member", "torfaen")
+    with frozen_at(utc("2027-01-10T10:00:00")):
+        lost = pm.Job(id="lost-1", kind=pm.JOB_ACTION, action="stop", state=pm.JOB_QUEUED, tenant_id=member.tenant_id)
+        fresh = pm.Job(id="fresh-1", kind=pm.JOB_ACTION, action="stop", state=pm.JOB_QUEUED, tenant_id=member.tenant_id,
+                       created_at=utc("2027-01-10T10:04:30"))
+        done = pm.Job(id="done-1", kind=pm.JOB_ACTION, action="stop", state=pm.JOB_SUCCEEDED,
+                      tenant_id=member.tenant_id)
+        db.session.add_all([lost, fresh, done])
+        db.session.commit()
+    enqueued: list[str] = []
+    with frozen_at(utc("2027-01-10T10:05:01")):
+        assert requeue_lost_jobs(lambda job: enqueued.append(job.id), timedelta(minutes=5)) == ["lost-1"]
+    assert enqueued == ["lost-1"]
+    ctx = CloudContext(cloud=None, clouds_yaml=Path("/nonexistent"), cloud_name="x", network="n",  # type: ignore[arg-type]
+                       runs_dir=Path("/tmp"), provision_timeout_s=60, action_timeout_s=60, job_lease_s=60)
+    # The original message and the new one both reach workers: one claim wins, the other finds it taken.
+    assert leases.claim(lost, ctx, tenant_limit=4) is True
+    assert leases.claim(lost, ctx, tenant_limit=4) is False
+    assert db.session.get(pm.Job, "lost-1").attempts == 1

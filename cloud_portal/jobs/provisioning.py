@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -93,9 +94,11 @@ def reconcile_now() -> ReconcileReport:
     if ctx is None:
         log.info("reconciliation skipped: no CLOUDS_YAML configured")
         return ReconcileReport()
-    report = reconcile(ctx, resume=enqueue_job)
-    log.info("reconciliation: %d updated, %d findings, %d jobs resumed, %d jobs failed",
-             len(report.updated), len(report.findings), len(report.resumed_jobs), len(report.failed_jobs))
+    report = reconcile(ctx, resume=enqueue_job,
+                       lost_after=timedelta(seconds=int(current_app.config["JOB_REQUEUE_AFTER_SECONDS"])))
+    log.info("reconciliation: %d updated, %d findings, %d jobs resumed, %d jobs failed, %d lost jobs enqueued again",
+             len(report.updated), len(report.findings), len(report.resumed_jobs), len(report.failed_jobs),
+             len(report.requeued_jobs))
     return report
 
 

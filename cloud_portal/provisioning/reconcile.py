@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from cloud_portal.adapters.cloud import CloudContext
 from cloud_portal.adapters.openstack import REQUEST_ID_KEY, CloudError, ServerInfo, request_tag
@@ -35,19 +35,28 @@ class ReconcileReport:
     findings: list[str] = field(default_factory=list)
     resumed_jobs: list[str] = field(default_factory=list)
     failed_jobs: list[str] = field(default_factory=list)
+    requeued_jobs: list[str] = field(default_factory=list)
 
 
-def reconcile(ctx: CloudContext, *, resume: Callable[[m.Job], None]) -> ReconcileReport:
+#: A job still queued this long after it was recorded (or last claimed) lost its queue message.
+LOST_AFTER = timedelta(minutes=5)
+
+
+def reconcile(ctx: CloudContext, *, resume: Callable[[m.Job], None],
+              lost_after: timedelta = LOST_AFTER) -> ReconcileReport:
     """Compare the portal with OpenStack and put the portal right.
 
     - a server deleted outside the portal is marked deleted (its quota released);
     - a server stopped or started outside is updated;
     - a server in a tenant's project the portal does not know is flagged for admins;
     - a job whose lease ran out (worker died or hung) is resumed (``resume(job)``) once, or
-      failed with a reason after two attempts.
+      failed with a reason after two attempts;
+    - a job still queued after ``lost_after`` (its queue message was lost: the queue was down
+      between the commit and the enqueue, or restarted) is enqueued again.
     """
     report = ReconcileReport()
     _recover_jobs(ctx, resume, report)
+    report.requeued_jobs += requeue_lost_jobs(resume, lost_after)
     tenants = list(db.session.scalars(select(Tenant).where(Tenant.is_platform.is_(False), Tenant.active.is_(True))))
     for tenant in tenants:
         project = project_id(ctx, tenant)
@@ -60,6 +69,20 @@ def reconcile(ctx: CloudContext, *, resume: Callable[[m.Job], None]) -> Reconcil
     db.session.add(m.ReconcileRun(finished_at=utcnow()))  # month close waits for one after the month
     db.session.commit()
     return report
+
+
+def requeue_lost_jobs(resume: Callable[[m.Job], None], lost_after: timedelta = LOST_AFTER) -> list[str]:
+    """Enqueue again every job the jobs table says is queued but nobody has touched for
+    ``lost_after``: the table, not the queue, is the record. A duplicate message is harmless
+    (claiming is one conditional UPDATE: the second claim finds the job taken or done)."""
+    since = utcnow() - lost_after
+    lost = list(db.session.scalars(select(m.Job).where(
+        m.Job.state == m.JOB_QUEUED, func.coalesce(m.Job.started_at, m.Job.created_at) < since)))
+    for job in lost:
+        log.warning("job %s (%s) was queued since %s and never ran: enqueued again", job.id, job.kind,
+                    job.started_at or job.created_at)
+        resume(job)
+    return [job.id for job in lost]
 
 
 def _recover_jobs(ctx: CloudContext, resume: Callable[[m.Job], None], report: ReconcileReport) -> None:
