@@ -130,3 +130,32 @@ def test_owners_are_warned_once_a_week_before_expiry(mail_app: Any, smtp: tuple[
     messages = smtp[0].wait(1)
     assert len(messages) == 1 and messages[0]["To"] == member.email
     assert "backup-script" in messages[0]["Subject"] and "2027-03-03" in messages[0]["Subject"]
+
+
+def test_last_use_is_saved_at_most_once_a_minute_outside_the_read(app: Any, make_user: Any) -> None:
+    member = make_user("member", "torfaen")
+    token = accounts.create_api_token(member, member, "reader", scope="read")
+    db.session.commit()
+    client = app.test_client()
+    with frozen_at(NOW):
+        assert client.get("/api/v1/servers", headers=_bearer(token)).status_code == 200
+    db.session.expire_all()
+    row = db.session.scalar(select(ApiToken).where(ApiToken.user_id == member.id))
+    assert row.last_used_at == NOW  # saved, though the read itself committed nothing
+    updates: list[str] = []
+
+    def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("UPDATE"):
+            updates.append(statement)
+    from sqlalchemy import event
+    event.listen(db.engine, "before_cursor_execute", note)
+    try:
+        with frozen_at(NOW + timedelta(seconds=30)):
+            assert client.get("/api/v1/servers", headers=_bearer(token)).status_code == 200
+    finally:
+        event.remove(db.engine, "before_cursor_execute", note)
+    assert updates == []  # within the minute: no write at all
+    with frozen_at(NOW + timedelta(minutes=2)):
+        client.get("/api/v1/servers", headers=_bearer(token))
+    db.session.expire_all()
+    assert db.session.scalar(select(ApiToken.last_used_at).where(ApiToken.id == row.id)) == NOW + timedelta(minutes=2)

@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import Select, delete, func, select
+from sqlalchemy import Select, delete, func, select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from cloud_portal.accounts.models import (
@@ -286,8 +286,23 @@ def user_for_api_token(token: str) -> User | None:
     row = api_token(token)
     if row is None or not row.user.active or row.expires_at <= utcnow():
         return None
-    row.last_used_at = utcnow()
+    _note_token_use(row)
     return row.user
+
+
+#: A token's last use is written at most this often (every API call would otherwise write).
+TOKEN_USE_RESOLUTION = timedelta(minutes=1)
+
+
+def _note_token_use(row: ApiToken) -> None:
+    """Save when the token was last used, at most once a minute, in its own short transaction:
+    a read's transaction is rolled back (so it was never saved) and must not wait for a write lock."""
+    now = utcnow()
+    if row.last_used_at is not None and now - row.last_used_at < TOKEN_USE_RESOLUTION:
+        return
+    with db.engine.begin() as connection:
+        connection.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
+    db.session.expire(row, ["last_used_at"])
 
 
 def revoke_api_token(actor: User | None, row: ApiToken, *, reason: str = "revoked by its owner") -> None:
