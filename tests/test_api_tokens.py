@@ -159,3 +159,29 @@ def test_last_use_is_saved_at_most_once_a_minute_outside_the_read(app: Any, make
         client.get("/api/v1/servers", headers=_bearer(token))
     db.session.expire_all()
     assert db.session.scalar(select(ApiToken.last_used_at).where(ApiToken.id == row.id)) == NOW + timedelta(minutes=2)
+
+
+def test_the_request_list_costs_the_same_statements_for_2_or_12_requests(app: Any, make_user: Any,
+                                                                          count_queries: Any) -> None:
+    """No query per row (the server of each request was loaded one by one)."""
+    from tests.helpers import server_seen_active
+    admin = make_user("tenant_admin", "torfaen")
+    people = [make_user("member", "torfaen") for _ in range(3)]  # per-person limits: six servers each
+    token = accounts.create_api_token(admin, admin, "lister")
+    db.session.commit()
+    client = app.test_client()
+
+    def statements() -> int:
+        with count_queries() as counter:
+            listing = client.get("/api/v1/requests?scope=tenant", headers=_bearer(token))
+        assert listing.status_code == 200
+        return int(counter.count)
+
+    for n in range(2):
+        server_seen_active(people[0], f"few-{n}", utc("2026-11-02T09:00:00"))
+    statements()  # the first call of the minute also notes the token's use
+    few = statements()
+    for n in range(10):
+        server_seen_active(people[1 + n % 2], f"many-{n}", utc("2026-11-02T09:00:00"))
+    assert len(client.get("/api/v1/requests?scope=tenant", headers=_bearer(token)).get_json()["items"]) == 12
+    assert statements() == few

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable
 
 from sqlalchemy import Select, select
+from sqlalchemy.orm import selectinload
 
 from cloud_portal.accounts.models import User
 from cloud_portal.adapters.cloud import cloud
@@ -189,7 +190,10 @@ def dismiss_failed(user: User, request_id: int) -> m.ServerRequest:
 
 def requests_query(viewer: User, *, scope: str = "mine") -> Select[tuple[m.ServerRequest]]:
     """Requests visible to ``viewer``: own ("mine"), the tenant's ("tenant"), waiting approval ("approvals")."""
-    query = select(m.ServerRequest).order_by(m.ServerRequest.created_at.desc(), m.ServerRequest.id.desc())
+    # The server and the requester are loaded with the page (one query each), not one per row.
+    query = (select(m.ServerRequest).options(selectinload(m.ServerRequest.server),
+                                             selectinload(m.ServerRequest.requester))
+             .order_by(m.ServerRequest.created_at.desc(), m.ServerRequest.id.desc()))
     if scope == "mine":
         return query.where(m.ServerRequest.requester_id == viewer.id)
     if not (viewer.is_tenant_admin or viewer.is_platform_admin):
