@@ -373,8 +373,8 @@ def demo_accounts() -> None:
         if not created:
             click.echo("demo accounts already exist (use `cloud-portal users reset-password EMAIL` "
                        "for a new password)")
-        for email, role, password in created:
-            click.echo(f"  {email:55} {role:15} {password}")
+        for email, role, password, secret in created:
+            click.echo(f"  {email:55} {role:15} {password}" + (f"  TOTP secret: {secret}" if secret else ""))
     _run(create)
 
 

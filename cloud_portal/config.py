@@ -55,6 +55,8 @@ DEFAULTS: dict[str, Any] = {
     #: Sign-in throttling: this many failures for one e-mail (or 4x that from one address)
     #: within the window blocks further attempts until the window has passed.
     "SIGNIN_MAX_FAILURES": 5,
+    #: Roles that must sign in with a second factor (TOTP); others may turn it on.
+    "TWO_FACTOR_ROLES": "platform_admin,finance",
     "SIGNIN_WINDOW_SECONDS": 900,
     #: Languages offered in the switch; the first is the default.
     "LANGUAGES": "en,cy",

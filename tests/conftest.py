@@ -69,7 +69,10 @@ def make_app(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Any]]:
         settings = {"ENV": "testing", "SECRET_KEY": "test-secret-key-" + "x" * 32,
                     "DATABASE_URL": database_url, "QUEUE_IMMEDIATE": True,
                     "INSTANCE_PATH": str(tmp_path / "instance"), "TENANTS_FILE": str(TENANTS_FILE),
-                    "WTF_CSRF_ENABLED": False, "LOG_LEVEL": "WARNING"}
+                    "WTF_CSRF_ENABLED": False, "LOG_LEVEL": "WARNING",
+                    # Most tests sign platform staff in with a password alone; the two-factor
+                    # tests (test_two_factor.py, the browser tests) turn the requirement on.
+                    "TWO_FACTOR_ROLES": ""}
         settings.update(override)
         app = create_app(settings)
         apps.append(app)

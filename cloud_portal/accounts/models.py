@@ -4,7 +4,7 @@ from __future__ import annotations
 import secrets
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -47,6 +47,13 @@ class User(db.Model):  # type: ignore[name-defined]
     session_token: Mapped[str] = mapped_column(String(64), unique=True, default=new_session_token)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_sign_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: Two-factor sign-in (TOTP): the shared secret (set at enrolment, kept on the server), when
+    #: it was confirmed (None: not in use), the last time-step used (a code works once) and the
+    #: SHA-256 of each unused recovery code.
+    totp_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    totp_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    totp_last_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    recovery_code_hashes: Mapped[list[str] | None] = mapped_column(JSON, nullable=True, default=list)
 
     tenant: Mapped[Tenant] = relationship(lazy="joined")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import functools
 import logging
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
@@ -91,6 +91,16 @@ def authenticate(email: str, password: str, remote_addr: str, *, max_failures: i
         raise OrganisationInactive()
     user.last_sign_in_at = utcnow()
     return user
+
+
+def recent_failures_for(email: str, since: datetime) -> int:
+    """Failed sign-in attempts (passwords and second-factor codes) for ``email`` since ``since``."""
+    return _recent_failures(SignInAttempt.email, email, since)
+
+
+def note_failed_code(email: str, remote_addr: str) -> None:
+    """A wrong second-factor code counts as a failed sign-in (throttled alike). The caller commits."""
+    db.session.add(SignInAttempt(email=email, remote_addr=remote_addr[:64], succeeded=False))
 
 
 def end_all_sessions(user: User) -> None:
@@ -215,12 +225,14 @@ def demo_email(role: str, tenant_slug: str) -> str:
     return f"{role.replace('_', '-')}.{tenant_slug}@{DEMO_DOMAIN}"
 
 
-def create_demo_accounts() -> list[tuple[str, str, str]]:
+def create_demo_accounts() -> list[tuple[str, str, str, str]]:
     """One account per role per tenant (platform roles on the platform tenant).
 
-    Returns (email, role, password) for accounts created now; existing ones are left alone
+    Returns (email, role, password, TOTP secret or "") for accounts created now; the platform's
+    accounts get two-factor sign-in set up (their roles require it). Existing ones are left alone
     (their password was printed when they were made; `cloud-portal users reset-password` sets a new one).
     """
+    from cloud_portal.accounts import two_factor
     created = []
     tenants = db.session.scalars(select(Tenant).where(Tenant.active.is_(True)).order_by(Tenant.id))
     for tenant in tenants:
@@ -230,7 +242,8 @@ def create_demo_accounts() -> list[tuple[str, str, str]]:
                 continue
             name = f"{role.replace('_', ' ').title()} ({tenant.name_en})"
             user, password = add_user(None, email=email, display_name=name[:120], role=role, tenant=tenant)
-            created.append((user.email, role, password))
+            secret = two_factor.enrol_now(user) if tenant.is_platform else ""
+            created.append((user.email, role, password, secret))
     return created
 
 

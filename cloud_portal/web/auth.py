@@ -1,19 +1,33 @@
 """Signing in and out, and the language switch."""
 from __future__ import annotations
 
+from datetime import timedelta
 from urllib.parse import urlsplit
 
-from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 
 from cloud_portal.accounts import service as accounts
-from cloud_portal.accounts import sso
+from cloud_portal.accounts import sso, two_factor
+from cloud_portal.accounts.models import User
 from cloud_portal.config import languages
-from cloud_portal.errors import OrganisationInactive, SignInThrottled
+from cloud_portal.errors import OrganisationInactive, PortalError, SignInThrottled
 from cloud_portal.extensions import db
-from cloud_portal.web.forms import LanguageForm, SignInForm
+from cloud_portal.timeutil import utcnow
+from cloud_portal.web.forms import LanguageForm, SecondFactorForm, SignInForm
 
 bp = Blueprint("auth", __name__)
 
@@ -116,11 +130,79 @@ def sign_in():
         if user is None:
             flash(_("The e-mail address or password is not right, or the account is disabled."), "error")
             status = 401
+        elif two_factor.in_use(user) or two_factor.required_for(user, current_app.config):
+            # The password was right; the second factor (or its set-up) comes next. Only the
+            # account and its session token wait in the session, never a secret.
+            session["second_factor"] = {"user": user.id, "token": user.session_token,
+                                        "next": safe_next(form.next.data), "since": utcnow().timestamp()}
+            return redirect(url_for("auth.second_factor"))
         else:
             return _signed_in(user, form.next.data)
     elif request.method == "POST":
         status = 400
     return render_template("auth/sign_in.html", form=form), status
+
+
+SECOND_FACTOR_WAIT_S = 300
+
+
+def _waiting_for_second_factor():
+    """The account whose password was just accepted, if that was within five minutes."""
+    pending = session.get("second_factor") or {}
+    user = db.session.get(User, pending.get("user")) if pending.get("user") else None
+    if (user is None or user.session_token != pending.get("token") or not user.active
+            or utcnow().timestamp() - float(pending.get("since", 0)) > SECOND_FACTOR_WAIT_S):
+        return None, pending
+    return user, pending
+
+
+@bp.route("/sign-in/second-factor", methods=["GET", "POST"])
+def second_factor():
+    """The code from the person's app (or a recovery code); or, for a role that requires it and
+    has none yet, the set-up: a QR code, the first code, then the recovery codes shown once."""
+    user, pending = _waiting_for_second_factor()
+    if user is None:
+        session.pop("second_factor", None)
+        flash(_("Please sign in again."), "info")
+        return redirect(url_for("auth.sign_in"))
+    form = SecondFactorForm()
+    enrolling = not two_factor.in_use(user)
+    if enrolling and not user.totp_secret:
+        two_factor.start_enrolment(user)
+        db.session.commit()
+    status = 200
+    if form.validate_on_submit():
+        since = utcnow() - timedelta(seconds=int(current_app.config["SIGNIN_WINDOW_SECONDS"]))
+        if accounts.recent_failures_for(user.email, since) >= int(current_app.config["SIGNIN_MAX_FAILURES"]):
+            flash(_("Too many wrong codes. Wait a while and sign in again."), "error")
+            return render_template("auth/second_factor.html", form=form, enrolling=enrolling, user=user), 429
+        if enrolling:
+            try:
+                codes = two_factor.confirm(user, user, form.code.data or "")
+            except PortalError:
+                accounts.note_failed_code(user.email, request.remote_addr or "unknown")
+                db.session.commit()
+                flash(_("That code is not right; enter the six digits your app shows now."), "error")
+                status = 401
+            else:
+                db.session.commit()
+                _signed_in(user, pending.get("next"))
+                response = make_response(render_template("auth/recovery_codes.html", codes=codes,
+                                                          next_url=pending.get("next") or url_for("portal.home")))
+                response.headers["Cache-Control"] = "no-store"
+                return response
+        elif two_factor.verify(user, form.code.data or ""):
+            db.session.commit()
+            return _signed_in(user, pending.get("next"))
+        else:
+            accounts.note_failed_code(user.email, request.remote_addr or "unknown")
+            db.session.commit()
+            flash(_("That code is not right; enter the six digits your app shows now, or a recovery code."), "error")
+            status = 401
+    elif request.method == "POST":
+        status = 400
+    return render_template("auth/second_factor.html", form=form, enrolling=enrolling, user=user,
+                           qr=two_factor.qr_svg(user) if enrolling else None), status
 
 
 @bp.route("/sign-in/sso/<slug>")

@@ -26,6 +26,11 @@ class SignInForm(FlaskForm):
     submit = SubmitField(_l("Sign in"))
 
 
+class SecondFactorForm(FlaskForm):
+    code = StringField(_l("Code"), validators=[DataRequired(_l("Enter the code.")), Length(max=20)])
+    submit = SubmitField(_l("Continue"))
+
+
 class LanguageForm(FlaskForm):
     lang = HiddenField(validators=[DataRequired()])
     next = HiddenField()

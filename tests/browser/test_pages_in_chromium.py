@@ -35,11 +35,13 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         subprocess.run(cli + args, env=env, check=True, capture_output=True, timeout=120)
     made = subprocess.run(cli + ["demo-accounts"], env=env, check=True, capture_output=True, text=True,
                           timeout=120).stdout
-    passwords = {}
-    for line in made.splitlines():
+    passwords, totp = {}, {}
+    for line in made.splitlines():  # "email role password [TOTP secret: SECRET]"
         parts = line.split()
-        if len(parts) == 3 and "@" in parts[0]:
+        if len(parts) >= 3 and "@" in parts[0]:
             passwords[parts[0]] = parts[2]
+            if "TOTP" in line:
+                totp[parts[0]] = parts[-1]
     port = free_port()
     gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent))
     server = subprocess.Popen([gunicorn or "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2",
@@ -48,17 +50,24 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for_healthz(base, server)
-        yield {"base": base, "passwords": passwords}
+        yield {"base": base, "passwords": passwords, "totp": totp}
     finally:
         server.terminate()
         server.wait(timeout=20)
 
 
-def _sign_in(page: Any, base: str, email: str, password: str) -> None:
+def _sign_in(page: Any, base: str, email: str, password: str, totp_secret: str | None = None) -> None:
+    """Sign in through the form; with a TOTP secret (platform staff), also enter the app's code."""
     page.goto(base + "/sign-in")
     page.fill("input[name=email]", email)
     page.fill("input[name=password]", password)
     page.click("input[type=submit]")
+    if totp_secret:
+        import pyotp
+        page.wait_for_url(base + "/sign-in/second-factor")
+        page.fill("input[name=code]", pyotp.TOTP(totp_secret).now())
+        page.click("input[type=submit]")
+        page.wait_for_url(base + "/")
 
 
 ROLE_ACCOUNTS = {
@@ -77,7 +86,7 @@ def test_each_role_signs_in_and_sees_home_in_both_languages(portal: dict[str, An
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     try:
-        _sign_in(page, portal["base"], email, portal["passwords"][email])
+        _sign_in(page, portal["base"], email, portal["passwords"][email], portal["totp"].get(email))
         page.wait_for_selector("h1")
         assert page.url.rstrip("/") == portal["base"]
         assert english in page.content()
