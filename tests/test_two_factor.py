@@ -93,3 +93,26 @@ def test_members_may_sign_in_without_it_and_a_stale_password_step_expires(strict
         assert client.get("/sign-in/second-factor").location.endswith("/sign-in")
     with pytest.raises(Exception, match="cannot be turned off"):
         two_factor.turn_off(None, admin, dict(strict_app.config))
+
+
+def test_a_member_may_turn_it_on_and_off_on_the_account_page(strict_app: Any) -> None:
+    from tests.helpers import signed_in_client
+    member = create_user("member", "torfaen")
+    client = signed_in_client(strict_app, member.email)
+    assert b"Two-factor sign-in is off" in client.get("/account/two-factor").data
+    with frozen_at(NOW):
+        started = client.post("/account/two-factor", data={"action": "start"})
+        assert b"<svg" in started.data
+        db.session.expire_all()
+        secret = db.session.get(User, member.id).totp_secret
+        assert client.post("/account/two-factor", data={"action": "confirm", "code": "111111"}).status_code == 400
+        on = client.post("/account/two-factor", data={"action": "confirm", "code": pyotp.TOTP(secret).at(NOW)})
+        assert on.status_code == 200 and on.data.count(b"<li><code>") == 10
+    with frozen_at(NOW + timedelta(minutes=1)):
+        later = strict_app.test_client()
+        assert _sign_in(later, member.email).location.endswith("/sign-in/second-factor")
+        assert later.post("/sign-in/second-factor",
+                          data={"code": pyotp.TOTP(secret).at(NOW + timedelta(minutes=1))}).status_code == 302
+        off = later.post("/account/two-factor", data={"action": "off"})
+        assert b"Two-factor sign-in is off" in off.data
+        assert _sign_in(strict_app.test_client(), member.email).location.endswith("/")

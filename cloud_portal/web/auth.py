@@ -6,6 +6,7 @@ from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
+    abort,
     current_app,
     flash,
     g,
@@ -27,7 +28,7 @@ from cloud_portal.config import languages
 from cloud_portal.errors import OrganisationInactive, PortalError, SignInThrottled
 from cloud_portal.extensions import db
 from cloud_portal.timeutil import utcnow
-from cloud_portal.web.forms import LanguageForm, SecondFactorForm, SignInForm
+from cloud_portal.web.forms import ConfirmForm, LanguageForm, SecondFactorForm, SignInForm
 
 bp = Blueprint("auth", __name__)
 
@@ -202,6 +203,49 @@ def second_factor():
     elif request.method == "POST":
         status = 400
     return render_template("auth/second_factor.html", form=form, enrolling=enrolling, user=user,
+                           qr=two_factor.qr_svg(user) if enrolling else None), status
+
+
+@bp.route("/account/two-factor", methods=["GET", "POST"])
+@login_required
+def account_two_factor():
+    """Turn two-factor sign-in on (QR code, first code, recovery codes) or off (where the role allows)."""
+    form = SecondFactorForm()
+    confirm_form = ConfirmForm()
+    user = current_user._get_current_object()
+    required = two_factor.required_for(user, current_app.config)
+    action = request.form.get("action") if request.method == "POST" else None
+    status = 200
+    if action and not confirm_form.validate():
+        abort(400)
+    if action == "start" and not two_factor.in_use(user):
+        two_factor.start_enrolment(user)
+        db.session.commit()
+    elif action == "confirm":
+        try:
+            codes = two_factor.confirm(user, user, request.form.get("code", ""))
+        except PortalError:
+            db.session.rollback()
+            flash(_("That code is not right; enter the six digits your app shows now."), "error")
+            status = 400
+        else:
+            db.session.commit()
+            response = make_response(render_template("auth/recovery_codes.html", codes=codes,
+                                                      next_url=url_for("auth.account_two_factor")))
+            response.headers["Cache-Control"] = "no-store"
+            return response
+    elif action == "off":
+        try:
+            two_factor.turn_off(user, user, current_app.config)
+        except PortalError:
+            flash(_("Your role must sign in with two factors; it cannot be turned off."), "error")
+            status = 400
+        else:
+            db.session.commit()
+            flash(_("Two-factor sign-in is off."), "success")
+    enrolling = not two_factor.in_use(user) and bool(user.totp_secret)
+    return render_template("auth/account_two_factor.html", form=form, confirm=confirm_form, required=required,
+                           in_use=two_factor.in_use(user), enrolling=enrolling,
                            qr=two_factor.qr_svg(user) if enrolling else None), status
 
 
