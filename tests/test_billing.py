@@ -194,3 +194,14 @@ def test_closing_a_month(make_user: Any, synced: None) -> None:
     assert all(r.adjusts_line_id in originals for r in adjustments)
     assert db.session.scalar(select(StatementLine.amount).where(StatementLine.id == first.lines[0].id)) == \
         first.lines[0].amount
+
+
+@pytest.mark.parametrize("month", ["9999-12", "0000-05", "1999-12"])
+def test_months_outside_the_billing_range_are_refused_plainly(app: Any, make_user: Any, month: str) -> None:
+    """Found by the closed-lines walk: 9999-12 has no following month (a 500 everywhere)."""
+    from tests.helpers import signed_in_client
+    with pytest.raises(InvalidInput, match="outside the months the portal bills"):
+        months.close_month(month, "test")
+    finance = signed_in_client(app, make_user("finance", "platform").email)
+    assert finance.get(f"/finance/?month={month}").status_code in (302, 400)
+    assert finance.post(f"/finance/months/{month}/close").status_code in (302, 400)

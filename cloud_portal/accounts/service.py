@@ -308,14 +308,15 @@ TOKEN_USE_RESOLUTION = timedelta(minutes=1)
 
 
 def _note_token_use(row: ApiToken) -> None:
-    """Save when the token was last used, at most once a minute, in its own short transaction:
-    a read's transaction is rolled back (so it was never saved) and must not wait for a write lock."""
+    """Save when the token was last used, at most once a minute, in its own short transaction
+    committed before the call's work begins: a read's transaction is rolled back (so it was never
+    saved), and most calls write nothing, so reads don't queue for SQLite's write lock. The same
+    connection is used (a second one per request would exhaust the pool under load)."""
     now = utcnow()
     if row.last_used_at is not None and now - row.last_used_at < TOKEN_USE_RESOLUTION:
         return
-    with db.engine.begin() as connection:
-        connection.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
-    db.session.expire(row, ["last_used_at"])
+    db.session.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
+    db.session.commit()
 
 
 def revoke_api_token(actor: User | None, row: ApiToken, *, reason: str = "revoked by its owner") -> None:

@@ -23,6 +23,8 @@ PENNY = Decimal("0.01")
 HOUR = Decimal(3600)
 MICROS_PER_SECOND = 1_000_000
 MICROS_PER_HOUR = 3600 * MICROS_PER_SECOND
+#: Billing months run from 2000 (before any server existed) to 9998 (its next month still has a date).
+FIRST_YEAR, LAST_YEAR = 2000, 9998
 MONTH_PATTERN = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 #: component → (rate key, unit)
 VM_COMPONENTS = {"vcpu": ("vcpu_hour", "vCPU-hours"), "ram": ("ram_gb_hour", "GB-hours"),
@@ -77,7 +79,10 @@ def parse_month(text: str) -> tuple[int, int]:
     match = MONTH_PATTERN.match((text or "").strip())
     if not match:
         raise InvalidInput(f"{text!r} is not a month; write it as YYYY-MM, e.g. 2026-11.")
-    return int(match.group(1)), int(match.group(2))
+    year = int(match.group(1))
+    if not FIRST_YEAR <= year <= LAST_YEAR:  # (the month after 9999-12 cannot even be written down)
+        raise InvalidInput(f"{text!r} is outside the months the portal bills ({FIRST_YEAR}-01 to {LAST_YEAR}-12).")
+    return year, int(match.group(2))
 
 
 def month_bounds(month: str, tz: ZoneInfo) -> tuple[datetime, datetime]:
