@@ -66,7 +66,7 @@ def _urls_for(rule: Any, closed: dict[str, Any]) -> list[str]:
         kind = converter.__class__.__name__
         if kind == "AnyConverter":
             options = sorted(converter.items)
-        elif kind == "IntegerConverter":
+        elif kind in ("IntegerConverter", "DatabaseId"):
             options = [closed["server"].id if "server" in name else
                        closed["request_id"] if "request" in name else closed["people"]["member"].id]
         elif "month" in name:

@@ -7,10 +7,22 @@ from flask import Flask, g, redirect, render_template, request, session, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
+from werkzeug.routing import IntegerConverter
 
 from cloud_portal.errors import NotFound, NotPermitted, PortalError
 from cloud_portal.extensions import db
 from cloud_portal.web.common import flash_error, role_label
+
+#: The largest value of an INTEGER column (PostgreSQL's is 32-bit).
+MAX_DATABASE_INT = 2**31 - 1
+
+
+class DatabaseId(IntegerConverter):
+    """``<int:...>`` bounded to what an id column holds."""
+
+    def __init__(self, map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", MAX_DATABASE_INT)
+        super().__init__(map, *args, **kwargs)
 
 
 def register_web(app: Flask) -> None:
@@ -25,6 +37,9 @@ def register_web(app: Flask) -> None:
     from cloud_portal.web.quotas import bp as quotas_bp
     from cloud_portal.web.servers import bp as servers_bp
 
+    # Ids in URLs fit the databases' INTEGER columns; a larger one is simply not found (404)
+    # instead of an overflow in the database driver (a 500).
+    app.url_map.converters["int"] = DatabaseId
     for bp in (auth_bp, portal_bp, servers_bp, admin_bp, quotas_bp, finance_bp, ops_bp, api_bp, api_billing_bp):
         app.register_blueprint(bp)
 

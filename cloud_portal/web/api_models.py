@@ -33,11 +33,11 @@ class Decision(BaseModel):
 class NewQuotaIncrease(BaseModel):
     model_config = ConfigDict(extra="forbid")
     #: Extra amounts wanted on top of the tenant's limits (RAM in MiB, disk in GB); omit = none.
-    instances: int | None = Field(default=None, ge=0)
-    vcpus: int | None = Field(default=None, ge=0)
-    ram_mib: int | None = Field(default=None, ge=0)
-    disk_gb: int | None = Field(default=None, ge=0)
-    desktops: int | None = Field(default=None, ge=0)
+    instances: int | None = Field(default=None, ge=0, le=10_000_000)
+    vcpus: int | None = Field(default=None, ge=0, le=10_000_000)
+    ram_mib: int | None = Field(default=None, ge=0, le=10_000_000)
+    disk_gb: int | None = Field(default=None, ge=0, le=10_000_000)
+    desktops: int | None = Field(default=None, ge=0, le=10_000_000)
     reason: str = Field(max_length=1000)
 
 

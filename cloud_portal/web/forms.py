@@ -102,7 +102,7 @@ QUOTA_FIELD_LABELS = {
 
 def _whole(required: bool) -> list:
     first = InputRequired(_l("Enter a whole number.")) if required else Optional()
-    return [first, NumberRange(min=0, message=_l("Enter 0 or more."))]
+    return [first, NumberRange(min=0, max=10_000_000, message=_l("Enter a whole number from 0 to 10,000,000."))]
 
 
 class LimitsForm(FlaskForm):

@@ -36,7 +36,7 @@ def tokens():
                                      scope=form.scope.data or "full", days=form.days.data or 90)
         db.session.commit()
     revoke = request.form.get("revoke", type=int) if request.method == "POST" and ConfirmForm().validate() else None
-    if revoke:
+    if revoke and 0 < revoke <= 2**31 - 1:  # (a larger number is no token's id)
         row = db.session.get(ApiToken, revoke)
         if row is not None and row.user_id == current_user.id and row.revoked_at is None:
             revoke_api_token(current_user, row)
