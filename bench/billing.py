@@ -118,7 +118,7 @@ def build_app(url: str, instance: Path) -> Any:
 
     app = create_app({"ENV": "testing", "DATABASE_URL": url, "INSTANCE_PATH": str(instance),
                       "QUEUE_IMMEDIATE": True, "LOG_LEVEL": "WARNING", "WTF_CSRF_ENABLED": False,
-                      "SECRET_KEY": "bench-secret-key-" + "b" * 32,
+                      "SECRET_KEY": "bench-secret-key-" + "b" * 32, "TWO_FACTOR_ROLES": "",  # pages, not sign-in
                       "TENANTS_FILE": str(REPO_ROOT / "tenants.yaml")})
     with app.app_context():
         logging.disable(logging.INFO)  # alembic's env.py sets its own logging up: keep it quiet
