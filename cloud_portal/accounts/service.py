@@ -296,7 +296,11 @@ def api_token(token: str) -> ApiToken | None:
 
 def user_for_api_token(token: str) -> User | None:
     """The active user a valid (unexpired, unrevoked) token belongs to (and notes its use), or None."""
-    row = api_token(token)
+    return user_for_token_row(api_token(token))
+
+
+def user_for_token_row(row: ApiToken | None) -> User | None:
+    """:func:`user_for_api_token` for a row already looked up with :func:`api_token`."""
     if row is None or not row.user.active or row.expires_at <= utcnow():
         return None
     _note_token_use(row)

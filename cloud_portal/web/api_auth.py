@@ -12,7 +12,7 @@ from flask import g, jsonify, request
 from pydantic import BaseModel, ValidationError
 
 from cloud_portal.accounts.models import TOKEN_SCOPE_FULL
-from cloud_portal.accounts.service import api_token, user_for_api_token
+from cloud_portal.accounts.service import api_token, user_for_token_row
 from cloud_portal.errors import (
     InvalidInput,
     NotFound,
@@ -42,7 +42,7 @@ def token_required(view: F) -> F:
         if row is not None and row.expires_at <= utcnow():
             return error(f"This token expired on {row.expires_at:%Y-%m-%d}; make a new one on your API tokens page.",
                          401, "token_expired")
-        user = user_for_api_token(token.strip()) if row is not None else None
+        user = user_for_token_row(row)  # the row looked up once, above
         if user is None:
             return error("Send a valid personal API token as 'Authorization: Bearer <token>'.", 401, "unauthorised")
         if row is not None and row.scope != TOKEN_SCOPE_FULL and request.method not in ("GET", "HEAD", "OPTIONS"):
