@@ -90,3 +90,24 @@ def server_seen_active(user: Any, name: str, when: Any, *, kind: str = "vm", siz
     leases.finish(leases.latest_job(request_id=request.id), m.JOB_SUCCEEDED)
     db.session.commit()
     return server
+
+
+def rule_paths(rule: Any, *, server_id: int, request_id: int, user_id: int, month: str = "2026-11",
+               slug: str = "torfaen") -> list[str]:
+    """Every path of a URL rule with its variables pointing at the given objects: one per choice
+    of an ``any(...)`` variable (each action of a server, say). For the route walks."""
+    from werkzeug.routing import AnyConverter, IntegerConverter
+    choices: list[dict[str, Any]] = [{}]
+    for name in rule.arguments:
+        converter = rule._converters[name]  # noqa: SLF001
+        options: list[Any]
+        if isinstance(converter, AnyConverter):
+            options = sorted(converter.items)
+        elif isinstance(converter, IntegerConverter):
+            options = [server_id if "server" in name else request_id if "request" in name else user_id]
+        elif "month" in name:
+            options = [month]
+        else:
+            options = [slug]
+        choices = [{**chosen, name: option} for chosen in choices for option in options]
+    return [rule.build(values, append_unknown=False)[1] for values in choices]

@@ -19,7 +19,7 @@ from cloud_portal.billing.models import BillingMonth, StatementLine
 from cloud_portal.extensions import db
 from cloud_portal.provisioning import models as m
 from cloud_portal.timeutil import frozen_at
-from tests.helpers import server_seen_active, signed_in_client, utc
+from tests.helpers import rule_paths, server_seen_active, signed_in_client, utc
 
 MONTH = "2026-11"
 STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
@@ -58,23 +58,8 @@ def closed_month(app: Any, make_user: Any) -> dict[str, Any]:
 
 
 def _urls_for(rule: Any, closed: dict[str, Any]) -> list[str]:
-    """The rule's paths with its variables pointing at the closed month's own data (one per
-    choice of an ``any(...)`` variable: each action of a server, say)."""
-    choices: list[dict[str, Any]] = [{}]
-    for name in rule.arguments:
-        converter = rule._converters[name]  # noqa: SLF001
-        kind = converter.__class__.__name__
-        if kind == "AnyConverter":
-            options = sorted(converter.items)
-        elif kind in ("IntegerConverter", "DatabaseId"):
-            options = [closed["server"].id if "server" in name else
-                       closed["request_id"] if "request" in name else closed["people"]["member"].id]
-        elif "month" in name:
-            options = [MONTH]
-        else:
-            options = ["torfaen"]
-        choices = [{**chosen, name: option} for chosen in choices for option in options]
-    return [rule.build(values, append_unknown=False)[1] for values in choices]
+    return rule_paths(rule, server_id=closed["server"].id, request_id=closed["request_id"],
+                      user_id=closed["people"]["member"].id, month=MONTH)
 
 
 def test_no_route_changes_a_closed_line(app: Any, closed_month: dict[str, Any]) -> None:

@@ -16,7 +16,7 @@ from cloud_portal.accounts.models import User
 from cloud_portal.accounts.service import create_api_token
 from cloud_portal.extensions import db
 from cloud_portal.provisioning import models as m
-from tests.helpers import server_seen_active, signed_in_client, utc
+from tests.helpers import rule_paths, server_seen_active, signed_in_client, utc
 
 #: Routes whose answer is the same for everyone (no tenant data), not walked for foreign data.
 PUBLIC = {"/sign-in", "/language", "/healthz", "/metrics", "/static/<path:filename>", "/api/v1/openapi.json",
@@ -44,21 +44,8 @@ def _state(torfaen: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def _paths(rule: Any, torfaen: dict[str, Any]) -> list[str]:
-    choices: list[dict[str, Any]] = [{}]
-    for name in rule.arguments:
-        converter = rule._converters[name]  # noqa: SLF001
-        kind = converter.__class__.__name__
-        if kind == "AnyConverter":
-            options = sorted(converter.items)
-        elif kind in ("IntegerConverter", "DatabaseId"):
-            options = [torfaen["server"].id if "server" in name else torfaen["request_id"] if "request" in name
-                       else torfaen["owner"].id]
-        elif "month" in name:
-            options = ["2026-11"]
-        else:
-            options = ["torfaen"]
-        choices = [{**chosen, name: option} for chosen in choices for option in options]
-    return [rule.build(values, append_unknown=False)[1] for values in choices]
+    return rule_paths(rule, server_id=torfaen["server"].id, request_id=torfaen["request_id"],
+                      user_id=torfaen["owner"].id)
 
 
 def test_no_route_shows_or_changes_another_tenants_data(app: Any, make_user: Any, torfaen: dict[str, Any]) -> None:
