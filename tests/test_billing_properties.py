@@ -7,6 +7,7 @@ from fractions import Fraction
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
@@ -174,3 +175,107 @@ def test_the_database_sums_the_ledger_exactly_as_the_arithmetic_does(make_user: 
                                    key=repr)
             assert by_db == by_arithmetic, (begin, end, scope)
             assert by_db or scope, (begin, end)
+
+
+@pytest.mark.parametrize("rates_change", [True, False], ids=["rates-change-in-the-month", "one-rate-all-month"])
+def test_a_closed_month_has_exactly_the_lines_the_arithmetic_gives(app: Any, make_user: Any, tmp_path: Any,
+                                                                   rates_change: bool) -> None:
+    """Closing a month writes the lines of ``months.computed_lines`` — the Python arithmetic —
+    line for line, to the micro-unit and the penny. On PostgreSQL the close prices the lines in
+    SQL (``months._insert_lines_priced_by_database``), so this compares two implementations:
+    random VMs and desktops, running and stopped, intervals with odd microseconds, rate and
+    desktop-price changes in the middle of the month (and one a day after it begins, so a
+    segment starts at a version boundary), servers open at the month end, a desktop with no
+    price (not charged), and rates with awkward fractions (ties in rounding)."""
+    import random
+
+    import yaml
+
+    from cloud_portal.billing import months
+    from cloud_portal.billing.models import BillingMonth, StatementLine
+    from cloud_portal.extensions import db
+    from cloud_portal.provisioning.models import ReconcileRun
+    from cloud_portal.tenants.config_file import load_tenants_file
+    from cloud_portal.tenants.service import sync_tenants
+    from cloud_portal.timeutil import frozen_at
+    from tests.conftest import TENANTS_FILE
+    from tests.helpers import server_seen_active
+
+    doc = yaml.safe_load(TENANTS_FILE.read_text())
+    doc["rate_card"]["changes"] = [] if not rates_change else [
+        {"effective_from": "2027-10-02", "vcpu_hour": "0.0133", "ram_gb_hour": "0.00625", "disk_gb_month": "0.0375"},
+        {"effective_from": "2027-10-15", "vcpu_hour": "0.0125", "ram_gb_hour": "0.0047", "disk_gb_month": "0.0401"}]
+    for desktop in doc["catalog"]["desktops"]:
+        if desktop["key"] == "office-windows" and rates_change:
+            desktop["price_changes"] = [{"effective_from": "2027-10-20", "monthly_price": "47.55"}]
+    changed = tmp_path / "tenants.yaml"
+    changed.write_text(yaml.safe_dump(doc))
+    sync_tenants(load_tenants_file(changed))
+    db.session.commit()
+
+    rng = random.Random(20271031)
+    people = [make_user("member", "torfaen"), make_user("member", "torfaen"), make_user("member", "monmouthshire"),
+              make_user("member", "blaenau-gwent")]
+    servers = [server_seen_active(person, f"close{n}", datetime(2027, 1, 1, tzinfo=UTC))
+               for n, person in enumerate(people * 4)]
+    db.session.execute(UsageInterval.__table__.delete())
+    rows = []
+    for n, server in enumerate(servers):
+        at = datetime(2027, 9, 20, tzinfo=UTC) + timedelta(microseconds=rng.randrange(20 * 86400 * 10**6))
+        kind = "desktop" if n % 4 == 3 else "vm"
+        desktop_key = ["office-linux", "office-windows", "analyst-windows", "no-such-desktop"][n // 4 % 4]
+        for _ in range(rng.randint(1, 30)):
+            vcpus, ram, disk = rng.choice([(1, 2048, 20), (2, 4096, 40), (8, 16384, 160), (3, 3000, 0)])
+            end = at + timedelta(microseconds=rng.randrange(1, 6 * 86400 * 10**6))
+            is_last = rng.random() < 0.05 or end > datetime(2027, 11, 10, tzinfo=UTC)
+            rows.append({"server_id": server.id, "owner_id": server.owner_id, "tenant_id": server.tenant_id,
+                         "kind": kind, "catalog_key": desktop_key if kind == "desktop" else "cc.small",
+                         "vcpus": vcpus, "ram_mib": ram, "disk_gb": disk, "state": rng.choice(["running", "stopped"]),
+                         "started_at": at, "ended_at": None if is_last and n % 2 else end, "cause": "test"})
+            rows[-1].update(started_us=epoch_micros(at),
+                            ended_us=None if rows[-1]["ended_at"] is None else epoch_micros(end))
+            at = end
+            if is_last:
+                break
+    # Exact ties: 1,800 µs of one vCPU is 0.0000005 vCPU-hours (half-even: 0.000000), 5,400 µs
+    # 0.0000015 (0.000002); an Office Linux desktop (£30.00) for 447 s of October's 745 hours
+    # is exactly half a penny (half-up: 1p).
+    tie_owner = make_user("member", "monmouthshire")
+    ties = [server_seen_active(tie_owner, f"tie{n}", datetime(2027, 1, 1, tzinfo=UTC)) for n in range(3)]
+    db.session.execute(UsageInterval.__table__.delete())  # (their own first ACTIVE opened intervals)
+    middle = datetime(2027, 10, 10, 12, tzinfo=UTC)
+    for server, kind, key, length in ((ties[0], "vm", "cc.small", timedelta(microseconds=1800)),
+                                      (ties[1], "vm", "cc.small", timedelta(microseconds=5400)),
+                                      (ties[2], "desktop", "office-linux", timedelta(seconds=447))):
+        rows.append({"server_id": server.id, "owner_id": server.owner_id, "tenant_id": server.tenant_id,
+                     "kind": kind, "catalog_key": key, "vcpus": 1, "ram_mib": 1024, "disk_gb": 0, "state": "running",
+                     "started_at": middle, "ended_at": middle + length, "cause": "test",
+                     "started_us": epoch_micros(middle), "ended_us": epoch_micros(middle + length)})
+    db.session.execute(UsageInterval.__table__.insert(), rows)
+    db.session.add(ReconcileRun(finished_at=datetime(2027, 11, 1, 1, 5, tzinfo=UTC)))
+    db.session.commit()
+
+    with frozen_at(datetime(2027, 11, 2, tzinfo=UTC)):
+        expected = months.computed_lines("2027-10")
+        result = months.close_month("2027-10", "test")
+    written = db.session.scalars(select(StatementLine).where(StatementLine.month == "2027-10")
+                                 .order_by(StatementLine.id)).all()
+    assert db.session.get(BillingMonth, "2027-10") is not None
+    cost_centres = {p.tenant_id: p.tenant.cost_centre for p in people}
+    as_written = [(r.tenant_id, r.cost_centre, r.owner_id, r.server_id, r.component, r.rate_key, r.rate_from,
+                   r.quantity, r.unit, r.rate, r.amount, r.adjusts_month, r.adjusts_line_id) for r in written]
+    as_computed = [(k.tenant_id, cost_centres[k.tenant_id], k.owner_id, k.server_id, k.component, k.rate_key,
+                    k.rate_from, line.quantity.quantize(Decimal("0.000001")), line.unit, line.rate, line.amount,
+                    None, None) for line in expected for k in [line.key]]
+    assert as_written == as_computed
+    components = {r.component for r in written}
+    assert components == {"vcpu", "ram", "disk", "desktop"}, components
+    if rates_change:
+        assert {r.rate_from for r in written} >= {date(2027, 10, 2), date(2027, 10, 15), date(2027, 10, 20)}
+    else:
+        assert len({r.rate_from for r in written}) == 1
+    by_server = {(r.server_id, r.component): (r.quantity, r.amount) for r in written}
+    assert by_server[(ties[0].id, "vcpu")] == (Decimal("0.000000"), Decimal("0.00"))
+    assert by_server[(ties[1].id, "vcpu")] == (Decimal("0.000002"), Decimal("0.00"))
+    assert by_server[(ties[2].id, "desktop")][1] == Decimal("0.01")
+    assert result.line_count == len(expected) and result.total == sum(line.amount for line in expected)

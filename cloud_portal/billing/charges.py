@@ -181,6 +181,47 @@ def usage_of(intervals: Iterable[Interval], begin: datetime, end: datetime) -> l
     return [Usage(*key, *totals) for key, totals in sums.items()]
 
 
+@dataclass(frozen=True)
+class Part:
+    """A component a line group is charged for in one stretch of a month, at one rate version."""
+
+    component: str
+    rate_key: str
+    unit: str
+    version: PriceVersion
+    #: The :class:`Usage` sum it is charged on, and how much of that sum makes one unit (an
+    #: hour of a vCPU, a GB-hour, a GB-month, a desktop-month).
+    charged_on: str
+    per_unit: int
+    #: vCPUs and RAM are charged only for a group that ran at all (a stopped VM: disk only).
+    only_if_ran: bool = False
+
+
+def parts_at(spans: Mapping[str, list[tuple[PriceVersion, datetime, datetime]]], instant: datetime,
+             month_micros: int) -> tuple[list[Part], dict[str, Part]]:
+    """What is charged from ``instant`` (a segment's first instant, see :func:`rate_segments`):
+    a VM's parts, and each desktop's part by catalog key. A component with no rate version in
+    force is not charged. ``spans`` is :func:`price_spans`'s."""
+    versions = {key: v for key, key_spans in spans.items() for v, a, b in key_spans if a <= instant < b}
+    vm: list[Part] = []
+    for component, charged_on, per_unit, only_if_ran in (
+            ("disk", "disk_gb_micros", month_micros, False),
+            ("vcpu", "vcpu_micros", MICROS_PER_HOUR, True),
+            ("ram", "ram_mib_micros", MICROS_PER_HOUR * 1024, True)):
+        rate_key, unit = VM_COMPONENTS[component]
+        if rate_key in versions:
+            vm.append(Part(component, rate_key, unit, versions[rate_key], charged_on, per_unit, only_if_ran))
+    desktops = {key.removeprefix("desktop:"): Part("desktop", key, "desktop-months", version, "micros", month_micros)
+                for key, version in versions.items() if key.startswith("desktop:")}
+    return vm, desktops
+
+
+def price_spans(prices: Mapping[str, list[PriceVersion]], tz: ZoneInfo
+                ) -> dict[str, list[tuple[PriceVersion, datetime, datetime]]]:
+    """Each rate key's versions with the instants each applies from and to."""
+    return {key: _spans(versions, tz) for key, versions in prices.items()}
+
+
 @dataclass
 class _Pending:
     """A line being summed: exact integer usage, and what turns it into the line's unit and price."""
@@ -199,44 +240,41 @@ def lines_from_usage(usage_by_segment: Iterable[tuple[datetime, Iterable[Usage]]
     to pence, once."""
     month_start, month_end = month_bounds(month, tz)
     month_micros = micros(month_start, month_end)
-    spans = {key: _spans(versions, tz) for key, versions in prices.items()}
+    spans = price_spans(prices, tz)
     # Keyed by LineKey's fields as a plain tuple: a close sums tens of thousands of these.
     pending: dict[tuple[int, int, int, str, str, date], _Pending] = {}
     for segment_start, usage in usage_by_segment:
-        versions = {key: v for key, key_spans in spans.items() for v, a, b in key_spans if a <= segment_start < b}
-        vcpu, ram, disk = (versions.get(VM_COMPONENTS[c][0]) for c in ("vcpu", "ram", "disk"))
+        vm_parts, desktop_parts = parts_at(spans, segment_start, month_micros)
         for u in usage:
-            # (component, rate key, unit, version, the sum it is charged on, that sum per one unit)
             if u.kind == "desktop":
-                rate_key = f"desktop:{u.catalog_key}"
-                if rate_key not in versions:
-                    continue
-                parts: list[tuple[str, str, str, PriceVersion | None, int, int]] = [
-                    ("desktop", rate_key, "desktop-months", versions[rate_key], u.micros, month_micros)]
+                desktop = desktop_parts.get(u.catalog_key)
+                parts = [desktop] if desktop is not None else []
             else:
-                parts = [("disk", "disk_gb_month", "GB-months", disk, u.disk_gb_micros, month_micros)]
-                if u.running_micros:
-                    parts += [("vcpu", "vcpu_hour", "vCPU-hours", vcpu, u.vcpu_micros, MICROS_PER_HOUR),
-                              ("ram", "ram_gb_hour", "GB-hours", ram, u.ram_mib_micros, MICROS_PER_HOUR * 1024)]
-            for component, rate_key, unit, version, used, per_unit in parts:
-                if version is None:
-                    continue
-                key = (u.owner_id, u.server_id, u.tenant_id, component, rate_key, version.effective_from)
+                parts = [p for p in vm_parts if u.running_micros or not p.only_if_ran]
+            for part in parts:
+                used = getattr(u, part.charged_on)
+                key = (u.owner_id, u.server_id, u.tenant_id, part.component, part.rate_key,
+                       part.version.effective_from)
                 entry = pending.get(key)
                 if entry is None:
-                    pending[key] = _Pending(used, per_unit, unit, version.price)
+                    pending[key] = _Pending(used, part.per_unit, part.unit, part.version.price)
                 else:
                     entry.used += used
     lines = []
     for key, p in pending.items():
-        # Half-up to pence in integers: exact whatever the sizes (Decimal would round at 28 digits).
-        numerator, denominator = p.rate.as_integer_ratio()
-        scale = p.per_unit * denominator
-        pence = (2 * 100 * p.used * numerator + scale) // (2 * scale)
-        lines.append(Line(LineKey(*key), Decimal(p.used) / p.per_unit, p.unit, p.rate, Decimal(pence) * PENNY))
+        lines.append(Line(LineKey(*key), Decimal(p.used) / p.per_unit, p.unit, p.rate,
+                          pence_half_up(p.used, p.per_unit, p.rate) * PENNY))
     lines.sort(key=lambda line: (line.key.tenant_id, line.key.owner_id, line.key.server_id, line.key.component,
                                  line.key.rate_from))
     return lines
+
+
+def pence_half_up(used: int, per_unit: int, rate: Decimal) -> int:
+    """``used / per_unit × rate`` in pence, rounded half-up, in integers: exact whatever the
+    sizes (Decimal would round at 28 digits)."""
+    numerator, denominator = rate.as_integer_ratio()
+    scale = per_unit * denominator
+    return (2 * 100 * used * numerator + scale) // (2 * scale)
 
 
 def month_lines(intervals: Iterable[Interval], prices: Mapping[str, list[PriceVersion]], month: str,

@@ -7,8 +7,9 @@ ends at its deletion; a stopped or errored server keeps an interval (its disk is
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, ColumnElement, and_, bindparam, case, func, literal, select
+from sqlalchemy import BigInteger, ColumnElement, Integer, Select, and_, bindparam, case, func, literal, select
 
 from cloud_portal.billing import charges
 from cloud_portal.billing.models import RUNNING, STOPPED, UsageInterval
@@ -87,17 +88,17 @@ def price_versions() -> dict[str, list[charges.PriceVersion]]:
             for key, versions in rate_versions().items()}
 
 
-def usage_between(begin: datetime, end: datetime, *, owner_id: int | None = None, tenant_id: int | None = None,
-                  server_id: int | None = None) -> list[charges.Usage]:
-    """The ledger clipped to [begin, end) and summed by the database per line group (open
-    intervals run to ``end``): one query, whatever the number of intervals; the same sums as
-    :func:`charges.usage_of` over :func:`intervals_between`. Integer microseconds throughout,
-    so both databases sum exactly."""
+def usage_query(begin: datetime, end: datetime, *, owner_id: int | None = None, tenant_id: int | None = None,
+                server_id: int | None = None, segment: int | None = None) -> Select[Any]:
+    """The statement behind :func:`usage_between` (one row per line group, the columns of
+    :class:`charges.Usage` in order); with ``segment``, a first column carrying that number,
+    so several stretches of a month can be summed by one UNION ALL (its bound values are
+    uniquely named for that)."""
     u = UsageInterval.__table__.c
     greatest, least = ((func.greatest, func.least) if db.session.get_bind().dialect.name == "postgresql"
                        else (func.max, func.min))
-    begin_us = bindparam("begin_us", epoch_micros(begin), type_=BigInteger())
-    end_us = bindparam("end_us", epoch_micros(end), type_=BigInteger())
+    begin_us = bindparam("begin_us", epoch_micros(begin), type_=BigInteger(), unique=True)
+    end_us = bindparam("end_us", epoch_micros(end), type_=BigInteger(), unique=True)
     used = (least(func.coalesce(u.ended_us, end_us), end_us) - greatest(u.started_us, begin_us)).label("us")
     conditions = [u.started_us < end_us, (u.ended_us.is_(None)) | (u.ended_us > begin_us)]
     for column, value in ((u.owner_id, owner_id), (u.tenant_id, tenant_id), (u.server_id, server_id)):
@@ -112,9 +113,22 @@ def usage_between(begin: datetime, end: datetime, *, owner_id: int | None = None
     def while_running(value: ColumnElement[int]) -> ColumnElement[int]:
         return func.sum(case((c.running, value), else_=literal(0)))
 
-    query = (select(c.owner_id, c.server_id, c.tenant_id, c.kind, c.price_key, func.sum(c.us), while_running(c.us),
-                    while_running(c.us * c.vcpus), while_running(c.us * c.ram_mib), func.sum(c.us * c.disk_gb))
-             .group_by(c.owner_id, c.server_id, c.tenant_id, c.kind, c.price_key)
-             .having(func.sum(c.us) > 0))  # a zero-length interval alone bills nothing, as in the arithmetic
+    sums = [c.owner_id, c.server_id, c.tenant_id, c.kind, c.price_key, func.sum(c.us).label("micros"),
+            while_running(c.us).label("running_micros"), while_running(c.us * c.vcpus).label("vcpu_micros"),
+            while_running(c.us * c.ram_mib).label("ram_mib_micros"), func.sum(c.us * c.disk_gb).label("disk_gb_micros")]
+    if segment is not None:
+        sums.insert(0, literal(segment, Integer()).label("segment"))
+    return (select(*sums)
+            .group_by(c.owner_id, c.server_id, c.tenant_id, c.kind, c.price_key)
+            .having(func.sum(c.us) > 0))  # a zero-length interval alone bills nothing, as in the arithmetic
+
+
+def usage_between(begin: datetime, end: datetime, *, owner_id: int | None = None, tenant_id: int | None = None,
+                  server_id: int | None = None) -> list[charges.Usage]:
+    """The ledger clipped to [begin, end) and summed by the database per line group (open
+    intervals run to ``end``): one query, whatever the number of intervals; the same sums as
+    :func:`charges.usage_of` over :func:`intervals_between`. Integer microseconds throughout,
+    so both databases sum exactly."""
+    query = usage_query(begin, end, owner_id=owner_id, tenant_id=tenant_id, server_id=server_id)
     return [charges.Usage(r[0], r[1], r[2], r[3], r[4], *(int(v) for v in r[5:]))
             for r in db.session.execute(query)]

@@ -85,9 +85,10 @@ class StatementLine(db.Model):  # type: ignore[name-defined]
                             postgresql_where=text("adjusts_month IS NOT NULL")))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    month: Mapped[str] = mapped_column(String(7), ForeignKey("billing_months.month"))
-    # Plain ids, not foreign keys: a final record, written only from ledger rows whose own keys
-    # guarantee these exist (and per-row key checks tripled the cost of closing a month).
+    # Plain values, not foreign keys: a final record, written only by closing its month (right
+    # after the month's row) from ledger rows whose own keys guarantee these exist; per-row key
+    # checks tripled the cost of closing a month.
+    month: Mapped[str] = mapped_column(String(7))
     tenant_id: Mapped[int] = mapped_column(Integer)
     cost_centre: Mapped[str] = mapped_column(String(40))
     owner_id: Mapped[int] = mapped_column(Integer)
