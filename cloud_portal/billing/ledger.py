@@ -6,6 +6,7 @@ ends at its deletion; a stopped or errored server keeps an interval (its disk is
 """
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any
 
@@ -89,21 +90,31 @@ def price_versions() -> dict[str, list[charges.PriceVersion]]:
 
 
 def usage_query(begin: datetime, end: datetime, *, owner_id: int | None = None, tenant_id: int | None = None,
-                server_id: int | None = None, segment: int | None = None) -> Select[Any]:
+                server_id: int | None = None, segment: int | None = None) -> tuple[Select[Any], dict[str, int]]:
     """The statement behind :func:`usage_between` (one row per line group, the columns of
-    :class:`charges.Usage` in order); with ``segment``, a first column carrying that number,
-    so several stretches of a month can be summed by one UNION ALL (its bound values are
-    uniquely named for that)."""
+    :class:`charges.Usage` in order) and its parameters; with ``segment``, a first column
+    carrying that number and parameters named for it, so several stretches of a month can be
+    summed by one UNION ALL."""
+    filters = {"owner_id": owner_id, "tenant_id": tenant_id, "server_id": server_id}
+    given = tuple(name for name, value in filters.items() if value is not None)
+    suffix = "" if segment is None else f"_{segment}"
+    params = {f"begin_us{suffix}": epoch_micros(begin), f"end_us{suffix}": epoch_micros(end)}
+    params.update({f"{name}{suffix}": filters[name] for name in given})  # type: ignore[misc]
+    return _usage_statement(db.session.get_bind().dialect.name, given, segment), params
+
+
+@functools.lru_cache(maxsize=128)
+def _usage_statement(dialect: str, filters: tuple[str, ...], segment: int | None) -> Select[Any]:
+    """Built once per shape: building this statement cost more than the database took to run it
+    for one person's month (the home page runs it on every view)."""
     u = UsageInterval.__table__.c
-    greatest, least = ((func.greatest, func.least) if db.session.get_bind().dialect.name == "postgresql"
-                       else (func.max, func.min))
-    begin_us = bindparam("begin_us", epoch_micros(begin), type_=BigInteger(), unique=True)
-    end_us = bindparam("end_us", epoch_micros(end), type_=BigInteger(), unique=True)
+    greatest, least = (func.greatest, func.least) if dialect == "postgresql" else (func.max, func.min)
+    suffix = "" if segment is None else f"_{segment}"
+    begin_us = bindparam(f"begin_us{suffix}", type_=BigInteger())
+    end_us = bindparam(f"end_us{suffix}", type_=BigInteger())
     used = (least(func.coalesce(u.ended_us, end_us), end_us) - greatest(u.started_us, begin_us)).label("us")
     conditions = [u.started_us < end_us, (u.ended_us.is_(None)) | (u.ended_us > begin_us)]
-    for column, value in ((u.owner_id, owner_id), (u.tenant_id, tenant_id), (u.server_id, server_id)):
-        if value is not None:
-            conditions.append(column == value)
+    conditions += [u[name] == bindparam(f"{name}{suffix}", type_=Integer()) for name in filters]
     desktop_key = case((u.kind == m.KIND_DESKTOP, u.catalog_key), else_=literal("")).label("price_key")
     running = (u.state == RUNNING).label("running")
     inner = select(u.owner_id, u.server_id, u.tenant_id, u.kind, desktop_key, running, u.vcpus, u.ram_mib,
@@ -129,6 +140,6 @@ def usage_between(begin: datetime, end: datetime, *, owner_id: int | None = None
     intervals run to ``end``): one query, whatever the number of intervals; the same sums as
     :func:`charges.usage_of` over :func:`intervals_between`. Integer microseconds throughout,
     so both databases sum exactly."""
-    query = usage_query(begin, end, owner_id=owner_id, tenant_id=tenant_id, server_id=server_id)
+    query, params = usage_query(begin, end, owner_id=owner_id, tenant_id=tenant_id, server_id=server_id)
     return [charges.Usage(r[0], r[1], r[2], r[3], r[4], *(int(v) for v in r[5:]))
-            for r in db.session.execute(query)]
+            for r in db.session.execute(query, params)]

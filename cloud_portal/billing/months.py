@@ -202,7 +202,7 @@ def _insert_lines_priced_by_database(month: str, cost_centres: dict[int, str], c
     month_start, month_end = charges.month_bounds(month, zone)
     month_micros = charges.micros(month_start, month_end)
     spans = charges.price_spans(prices, zone)
-    part_rows, usage_queries = [], []
+    part_rows, usage_queries, params = [], [], {}
     segments = charges.rate_segments(prices, month, zone, utcnow())
     for index, (begin, end) in enumerate(segments):
         vm_parts, desktop_parts = charges.parts_at(spans, begin, month_micros)
@@ -211,7 +211,9 @@ def _insert_lines_priced_by_database(month: str, cost_centres: dict[int, str], c
             part_rows.append((index, part.component, part.rate_key, part.unit, part.version.effective_from,
                               part.version.price, numerator, denominator, part.per_unit, part.charged_on,
                               part.only_if_ran, desktop_key))
-        usage_queries.append(ledger.usage_query(begin, end, segment=index))
+        query, segment_params = ledger.usage_query(begin, end, segment=index)
+        usage_queries.append(query)
+        params.update(segment_params)
     if not part_rows or not usage_queries:
         return
     usage = union_all(*usage_queries).subquery("usage")
@@ -253,7 +255,7 @@ def _insert_lines_priced_by_database(month: str, cost_centres: dict[int, str], c
     # The default 4 MB of sort memory sends this statement's sorts to disk; for this
     # transaction only, let them stay in memory (measured: ~20 % of the close).
     db.session.execute(text("SET LOCAL work_mem = '64MB'"))
-    db.session.execute(insert(StatementLine.__table__).from_select(list(_LINE_COLUMNS), rows))
+    db.session.execute(insert(StatementLine.__table__).from_select(list(_LINE_COLUMNS), rows), params)
 
 
 def _line_key(row: StatementLine) -> charges.LineKey:
