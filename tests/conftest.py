@@ -17,7 +17,7 @@ from tests.helpers import PASSWORD, create_user, sign_in
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TENANTS_FILE = REPO_ROOT / "tenants.yaml"
-pytest_plugins = ["tests.fixtures.sandbox", "tests.fixtures.idp"]
+pytest_plugins = ["tests.fixtures.sandbox", "tests.fixtures.idp", "tests.fixtures.own_services"]
 
 
 def pytest_report_header(config: pytest.Config) -> str:

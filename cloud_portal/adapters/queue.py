@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -14,10 +15,17 @@ from typing import Any, TypeVar
 from flask import Flask, has_app_context
 from huey import Huey
 from huey.storage import RedisStorage, SqliteStorage
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: What the queue's storage raises when it cannot take a message (Redis down or restarting,
+#: the SQLite queue file locked too long). Callers that enqueue after a commit catch these:
+#: the job is already recorded as queued, and reconciliation enqueues it again later.
+QUEUE_UNAVAILABLE: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError,
+                                                     sqlite3.OperationalError)
 
 
 class PortalHuey(Huey):

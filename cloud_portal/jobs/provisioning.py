@@ -19,7 +19,7 @@ from huey.exceptions import RetryTask
 
 from cloud_portal.adapters.ansible import prune_artifacts
 from cloud_portal.adapters.cloud import CloudContext, cloud
-from cloud_portal.adapters.queue import huey, with_app_context
+from cloud_portal.adapters.queue import QUEUE_UNAVAILABLE, huey, with_app_context
 from cloud_portal.errors import TenantBusy
 from cloud_portal.provisioning import leases
 from cloud_portal.provisioning.actions import perform_action
@@ -65,11 +65,20 @@ def act_on_server(job_id: str, task: Any = None) -> str:
 
 
 def enqueue_job(job: Job) -> None:
-    """Queue the task for a recorded job (after the caller committed it)."""
-    if job.kind == JOB_PROVISION and job.request_id is not None:
-        provision_request(job.request_id)
-    elif job.kind == JOB_ACTION:
-        act_on_server(job.id)
+    """Queue the task for a recorded job (after the caller committed it).
+
+    If the queue cannot take the message, the job stays recorded as queued and the caller's
+    operation still succeeds: reconciliation enqueues queued jobs that nobody has touched for
+    JOB_REQUEUE_AFTER_SECONDS, and a claim is idempotent, so the job runs exactly once.
+    """
+    try:
+        if job.kind == JOB_PROVISION and job.request_id is not None:
+            provision_request(job.request_id)
+        elif job.kind == JOB_ACTION:
+            act_on_server(job.id)
+    except QUEUE_UNAVAILABLE as exc:
+        log.error("the job queue did not take job %s (%s): %s; it stays queued and reconciliation "
+                  "will enqueue it again", job.id, job.kind, exc)
 
 
 leases.register_enqueuer(enqueue_job)

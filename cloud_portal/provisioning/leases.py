@@ -4,6 +4,7 @@ on these; the queue tasks in ``cloud_portal.jobs`` only call them.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -12,6 +13,7 @@ from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from cloud_portal.adapters.ansible import ExtraValue, PlaybookEvent, PlaybookResult
 from cloud_portal.adapters.cloud import CloudContext
@@ -20,6 +22,8 @@ from cloud_portal.extensions import db
 from cloud_portal.provisioning import models as m
 from cloud_portal.timeutil import utcnow
 from cloud_portal.unit_of_work import after_commit
+
+log = logging.getLogger(__name__)
 
 #: Set by the jobs layer at app creation: puts a recorded job on the queue.
 _enqueuer: Callable[[m.Job], None] | None = None
@@ -99,9 +103,16 @@ def lease_kept(job: m.Job, lease_s: float) -> Iterator[None]:
     def renew() -> None:
         with app.app_context():
             while not stop.wait(lease_s / 3):
-                db.session.execute(update(m.Job).where(m.Job.id == job_id, m.Job.state == m.JOB_RUNNING)
-                                   .values(deadline_at=utcnow() + timedelta(seconds=lease_s)))
-                db.session.commit()
+                try:
+                    db.session.execute(update(m.Job).where(m.Job.id == job_id, m.Job.state == m.JOB_RUNNING)
+                                       .values(deadline_at=utcnow() + timedelta(seconds=lease_s)))
+                    db.session.commit()
+                except SQLAlchemyError as exc:
+                    # The database went away for a moment (restart, failover). Keep renewing: a
+                    # renewer that died here would let the lease run out under a live worker, and
+                    # reconciliation would then run the job a second time elsewhere.
+                    db.session.rollback()
+                    log.warning("could not renew the lease of job %s (will try again): %s", job_id, exc)
             db.session.remove()
 
     thread = threading.Thread(target=renew, name=f"lease-{job_id[:8]}", daemon=True)
