@@ -97,10 +97,14 @@ def usage_query(begin: datetime, end: datetime, *, owner_id: int | None = None, 
     summed by one UNION ALL."""
     filters = {"owner_id": owner_id, "tenant_id": tenant_id, "server_id": server_id}
     given = tuple(name for name, value in filters.items() if value is not None)
-    suffix = "" if segment is None else f"_{segment}"
-    params = {f"begin_us{suffix}": epoch_micros(begin), f"end_us{suffix}": epoch_micros(end)}
-    params.update({f"{name}{suffix}": filters[name] for name in given})  # type: ignore[misc]
+    params = {_bound_name("begin_us", segment): epoch_micros(begin), _bound_name("end_us", segment): epoch_micros(end)}
+    params.update({_bound_name(name, segment): filters[name] for name in given})  # type: ignore[misc]
     return _usage_statement(db.session.get_bind().dialect.name, given, segment), params
+
+
+def _bound_name(name: str, segment: int | None) -> str:
+    """A bound parameter's name; per segment, so a UNION ALL of segments keeps them apart."""
+    return name if segment is None else f"{name}_{segment}"
 
 
 @functools.lru_cache(maxsize=128)
@@ -109,12 +113,11 @@ def _usage_statement(dialect: str, filters: tuple[str, ...], segment: int | None
     for one person's month (the home page runs it on every view)."""
     u = UsageInterval.__table__.c
     greatest, least = (func.greatest, func.least) if dialect == "postgresql" else (func.max, func.min)
-    suffix = "" if segment is None else f"_{segment}"
-    begin_us = bindparam(f"begin_us{suffix}", type_=BigInteger())
-    end_us = bindparam(f"end_us{suffix}", type_=BigInteger())
+    begin_us = bindparam(_bound_name("begin_us", segment), type_=BigInteger())
+    end_us = bindparam(_bound_name("end_us", segment), type_=BigInteger())
     used = (least(func.coalesce(u.ended_us, end_us), end_us) - greatest(u.started_us, begin_us)).label("us")
     conditions = [u.started_us < end_us, (u.ended_us.is_(None)) | (u.ended_us > begin_us)]
-    conditions += [u[name] == bindparam(f"{name}{suffix}", type_=Integer()) for name in filters]
+    conditions += [u[name] == bindparam(_bound_name(name, segment), type_=Integer()) for name in filters]
     desktop_key = case((u.kind == m.KIND_DESKTOP, u.catalog_key), else_=literal("")).label("price_key")
     running = (u.state == RUNNING).label("running")
     inner = select(u.owner_id, u.server_id, u.tenant_id, u.kind, desktop_key, running, u.vcpus, u.ram_mib,
