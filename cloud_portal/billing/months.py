@@ -206,7 +206,9 @@ def _insert_lines_priced_by_database(month: str, cost_centres: dict[int, str], c
     segments = charges.rate_segments(prices, month, zone, utcnow())
     for index, (begin, end) in enumerate(segments):
         vm_parts, desktop_parts = charges.parts_at(spans, begin, month_micros)
-        for part, desktop_key in [(p, None) for p in vm_parts] + [(p, k) for k, p in desktop_parts.items()]:
+        # A VM's parts match usage whose price key is "" (ledger.usage_query), a desktop's its catalog
+        # key: one equality the database can hash-join on.
+        for part, desktop_key in [(p, "") for p in vm_parts] + [(p, k) for k, p in desktop_parts.items()]:
             numerator, denominator = part.version.price.as_integer_ratio()
             part_rows.append((index, part.component, part.rate_key, part.unit, part.version.effective_from,
                               part.version.price, numerator, denominator, part.per_unit, part.charged_on,
@@ -223,10 +225,8 @@ def _insert_lines_priced_by_database(month: str, cost_centres: dict[int, str], c
                    column("charged_on", String), column("only_if_ran", Boolean), column("desktop_key", String),
                    name="parts").data(part_rows)
     u, p = usage.c, parts.c
-    applies = and_(p.segment == u.segment,
-                   or_(and_(u.kind == m.KIND_DESKTOP, p.desktop_key == u.price_key),
-                       and_(u.kind != m.KIND_DESKTOP, p.desktop_key.is_(None),
-                            or_(p.only_if_ran.is_(False), u.running_micros > 0))))
+    applies = and_(p.segment == u.segment, p.desktop_key == u.price_key,
+                   or_(p.only_if_ran.is_(False), u.running_micros > 0))
     charged = case(*[(p.charged_on == name, cast(getattr(u, name), Numeric))
                      for name in ("micros", "disk_gb_micros", "vcpu_micros", "ram_mib_micros")])
     line_columns = (u.owner_id, u.server_id, u.tenant_id, p.component, p.rate_key, p.rate_from, p.unit, p.rate,
@@ -236,11 +236,16 @@ def _insert_lines_priced_by_database(month: str, cost_centres: dict[int, str], c
     else:  # a rate changed: a version's line sums its segments (those of other rates' changes)
         lines = (select(*line_columns, func.sum(charged).label("used")).select_from(usage.join(parts, applies))
                  .group_by(*line_columns)).subquery("lines")
+    # Each line's whole millionths of a unit, divided once: PostgreSQL repeats an expression as often
+    # as it is written, and numeric division is this statement's dearest step (OFFSET 0 keeps the
+    # subquery from being merged into the outer one, which would write it out four times again).
     c = lines.c
-    # Quantity: used / per_unit to six places, half-even (Decimal's default, as _row quantizes).
     millionths = c.used * 1_000_000
-    quotient = func.div(millionths, c.per_unit)
-    twice_rest = 2 * (millionths - quotient * c.per_unit)
+    lines = select(lines, func.div(millionths, c.per_unit).label("quotient")).offset(0).subquery("divided")
+    c = lines.c
+    quotient = c.quotient
+    # Quantity: used / per_unit to six places, half-even (Decimal's default, as _row quantizes).
+    twice_rest = 2 * (c.used * 1_000_000 - quotient * c.per_unit)
     quantity = (quotient + case((twice_rest > c.per_unit, 1), (twice_rest == c.per_unit, func.mod(quotient, 2)),
                                 else_=0)) / 1_000_000
     # Amount: used / per_unit × numerator / denominator pounds, half-up to pence (used ≥ 0).
