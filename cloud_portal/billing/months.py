@@ -75,8 +75,16 @@ def is_closed(month: str) -> bool:
     return db.session.get(BillingMonth, month) is not None
 
 
+# The order a statement is read in: a month's own lines by tenant, person, server, component and
+# rate version (as charges.lines_from_usage sorts them), then its adjustments to earlier months.
+# Said when reading, not left to the ids: the PostgreSQL close writes lines unsorted (sorting
+# ~10^5 wide rows there cost a tenth of the close).
+STATEMENT_ORDER = (StatementLine.adjusts_month.is_not(None), StatementLine.tenant_id, StatementLine.owner_id,
+                   StatementLine.server_id, StatementLine.component, StatementLine.rate_from, StatementLine.id)
+
+
 def closed_lines(month: str, *, owner_id: int | None = None, tenant_id: int | None = None) -> list[StatementLine]:
-    query = select(StatementLine).where(StatementLine.month == month).order_by(StatementLine.id)
+    query = select(StatementLine).where(StatementLine.month == month).order_by(*STATEMENT_ORDER)
     if owner_id is not None:
         query = query.where(StatementLine.owner_id == owner_id)
     if tenant_id is not None:
@@ -188,7 +196,8 @@ def _insert_lines(rows: list[tuple[object, ...]]) -> None:
 
 
 def _insert_lines_priced_by_database(month: str, cost_centres: dict[int, str], created_at: datetime) -> None:
-    """PostgreSQL: write the month's lines with one INSERT … SELECT, priced by the database.
+    """PostgreSQL: write the month's lines priced by the database (the usage sums into a
+    temporary table, then one INSERT … SELECT).
 
     The same lines as :func:`computed_lines` (tests compare them line by line): the same usage
     sums (:func:`ledger.usage_query`, one per rate segment), the same parts
@@ -218,7 +227,18 @@ def _insert_lines_priced_by_database(month: str, cost_centres: dict[int, str], c
         params.update(segment_params)
     if not part_rows or not usage_queries:
         return
-    usage = union_all(*usage_queries).subquery("usage")
+    # The usage sums go to a temporary table first: an INSERT … SELECT never runs in parallel, a
+    # CREATE TABLE … AS can, and summing the month's intervals is the half of this close that
+    # parallel workers speed up. The planner prices passing each worker's partial sums on too
+    # dearly (there are nearly as many as rows) and keeps to one process unless told otherwise.
+    db.session.execute(text("SET LOCAL parallel_tuple_cost = 0.001"))
+    # The default 4 MB of working memory sends the sums (and sorts) to disk; for this transaction
+    # only, let them stay in memory (measured: ~20 % of the close).
+    db.session.execute(text("SET LOCAL work_mem = '64MB'"))
+    # (DDL takes no bound parameters: the values, all integers, are written into the statement.)
+    month_usage = union_all(*usage_queries).params(params).into("month_usage", temporary=True)
+    db.session.execute(month_usage)
+    usage = month_usage.table
     parts = values(column("segment", Integer), column("component", String), column("rate_key", String),
                    column("unit", String), column("rate_from", Date), column("rate", Numeric),
                    column("numerator", Numeric), column("denominator", Numeric), column("per_unit", Numeric),
@@ -247,20 +267,17 @@ def _insert_lines_priced_by_database(month: str, cost_centres: dict[int, str], c
     # Quantity: used / per_unit to six places, half-even (Decimal's default, as _row quantizes).
     twice_rest = 2 * (c.used * 1_000_000 - quotient * c.per_unit)
     quantity = (quotient + case((twice_rest > c.per_unit, 1), (twice_rest == c.per_unit, func.mod(quotient, 2)),
-                                else_=0)) / 1_000_000
+                                else_=0)) * literal(MICRO)  # × 0.000001: exact, and dearer as a division
     # Amount: used / per_unit × numerator / denominator pounds, half-up to pence (used ≥ 0).
     scale = c.per_unit * c.denominator
-    amount = func.div(200 * c.used * c.numerator + scale, 2 * scale) / 100
+    amount = func.div(200 * c.used * c.numerator + scale, 2 * scale) * literal(charges.PENNY)
     cost_centre = case(cost_centres, value=c.tenant_id, else_="") if cost_centres else literal("")
     rows = (select(literal(month, String()), c.tenant_id, cost_centre, c.owner_id,
                    c.server_id, c.component, c.rate_key, c.rate_from, quantity, c.unit, c.rate, amount,
                    literal(None, Integer()), literal(None, String()), literal(created_at, UTCDateTime()))
-            .select_from(lines)
-            .order_by(c.tenant_id, c.owner_id, c.server_id, c.component, c.rate_from))  # ids in statement order
-    # The default 4 MB of sort memory sends this statement's sorts to disk; for this
-    # transaction only, let them stay in memory (measured: ~20 % of the close).
-    db.session.execute(text("SET LOCAL work_mem = '64MB'"))
+            .select_from(lines))  # unsorted: readers use STATEMENT_ORDER
     db.session.execute(insert(StatementLine.__table__).from_select(list(_LINE_COLUMNS), rows), params)
+    db.session.execute(text("DROP TABLE month_usage"))
 
 
 def _line_key(row: StatementLine) -> charges.LineKey:

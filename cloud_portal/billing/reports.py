@@ -250,7 +250,7 @@ def server_lines(month: str, server_id: int) -> tuple[bool, list[months.Statemen
     if months.is_closed(month):
         rows = db.session.scalars(select(StatementLine).where(StatementLine.month == month,
                                                               StatementLine.server_id == server_id)
-                                  .order_by(StatementLine.id))
+                                  .order_by(*months.STATEMENT_ORDER))
         return True, [months.StatementRow(month, r.tenant_id, r.owner_id, r.server_id, r.component, r.rate_key,
                                           r.rate_from, r.quantity, r.unit, r.rate, r.amount, r.adjusts_month)
                       for r in rows]
