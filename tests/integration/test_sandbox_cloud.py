@@ -264,3 +264,31 @@ def test_ansible_openstack_cloud_server_boots_and_deletes(
         leftover = admin.compute.find_server(name, ignore_missing=True)
         if leftover is not None:
             delete_quietly(admin, leftover)
+
+
+@pytest.mark.parametrize("service,port", [("keystone", 5000), ("placement", 8778), ("glance", 9292),
+                                          ("neutron", 9696), ("nova-api", 8774)])
+def test_an_idle_pooled_connection_is_still_open_when_reused(sandbox_cloud: SandboxCloud, service: str,
+                                                              port: int) -> None:
+    """The services' clients keep pooled connections and reuse them whenever they like; a server
+    that closes them after gunicorn's default 2 s idle reset boots under load ("No valid host"
+    when the scheduler's call to Placement hit a closing connection). One connection, two
+    requests 3 s apart: the second must travel on the same socket."""
+    import http.client
+    import time
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/")
+        first = conn.getresponse()
+        first.read()
+        assert first.status < 500, f"{service}: {first.status}"
+        assert not first.will_close, f"{service} closes the connection after each response"
+        socket_before = conn.sock
+        time.sleep(3)
+        conn.request("GET", "/")  # raises ConnectionResetError / RemoteDisconnected if closed
+        second = conn.getresponse()
+        second.read()
+        assert second.status < 500 and conn.sock is socket_before, f"{service}: connection was not kept"
+    finally:
+        conn.close()
