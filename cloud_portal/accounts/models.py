@@ -4,7 +4,7 @@ from __future__ import annotations
 import secrets
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -33,6 +33,8 @@ def new_session_token() -> str:
 
 class User(db.Model):  # type: ignore[name-defined]
     __tablename__ = "users"
+    # A tenant's people by address (the people page's seek pages; everyone's use the unique e-mail).
+    __table_args__ = (Index("ix_users_tenant_email", "tenant_id", "email"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     #: Stored lower-case; the sign-in name.

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy import delete, func, select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from cloud_portal.accounts.models import (
@@ -25,6 +25,7 @@ from cloud_portal.accounts.models import (
 from cloud_portal.audit import service as audit
 from cloud_portal.errors import InvalidInput, NotFound, NotPermitted, OrganisationInactive, SignInThrottled
 from cloud_portal.extensions import db
+from cloud_portal.paging import Listing
 from cloud_portal.tenants.models import Tenant
 from cloud_portal.timeutil import utcnow
 
@@ -208,13 +209,14 @@ def reset_password(actor: User | None, user: User, password: str | None = None) 
     return password
 
 
-def visible_users_query(viewer: User) -> Select[tuple[User]]:
-    """People ``viewer`` may manage: everyone for platform admins, own tenant for tenant admins."""
-    query = select(User).join(User.tenant).order_by(Tenant.name_en, User.email)
+def visible_users_listing(viewer: User) -> Listing[User]:
+    """People ``viewer`` may manage, by e-mail address: everyone for platform admins, own tenant
+    for tenant admins."""
+    query = select(User)
     if viewer.is_platform_admin:
-        return query
+        return Listing(query, (User.email, User.id), descending=False)
     if viewer.is_tenant_admin:
-        return query.where(User.tenant_id == viewer.tenant_id)
+        return Listing(query.where(User.tenant_id == viewer.tenant_id), (User.email, User.id), descending=False)
     raise NotPermitted("Only administrators can manage people.")
 
 

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import select
 
 from cloud_portal.audit.models import AuditEvent
 from cloud_portal.errors import NotPermitted
 from cloud_portal.extensions import db
+from cloud_portal.paging import Listing
 
 if TYPE_CHECKING:
     from cloud_portal.accounts.models import User
@@ -29,11 +30,11 @@ def record(actor: User | None, action: str, target_type: str, target_id: Any, *,
     return event
 
 
-def visible_events_query(viewer: User) -> Select[tuple[AuditEvent]]:
+def visible_events_listing(viewer: User) -> Listing[AuditEvent]:
     """Events ``viewer`` may read, newest first: all for platform admins, own tenant's for tenant admins."""
     if not viewer.can_view_audit:
         raise NotPermitted("Only administrators can read the audit log.")
-    query = select(AuditEvent).order_by(AuditEvent.at.desc(), AuditEvent.id.desc())
+    query = select(AuditEvent)
     if not viewer.is_platform_admin:
         query = query.where(AuditEvent.tenant_id == viewer.tenant_id)
-    return query
+    return Listing(query, (AuditEvent.at, AuditEvent.id))

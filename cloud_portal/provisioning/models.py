@@ -35,7 +35,11 @@ class ServerRequest(db.Model):  # type: ignore[name-defined]
     """A person's order for one VM or desktop; the sizes are a snapshot of the catalog entry."""
 
     __tablename__ = "server_requests"
-    __table_args__ = (Index("ix_server_requests_tenant_state", "tenant_id", "state"),)
+    __table_args__ = (Index("ix_server_requests_tenant_state", "tenant_id", "state"),
+                      # The request lists, newest first (seek pages read these in order).
+                      Index("ix_server_requests_created", "created_at", "id"),
+                      Index("ix_server_requests_tenant_created", "tenant_id", "created_at", "id"),
+                      Index("ix_server_requests_requester_created", "requester_id", "created_at", "id"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     #: Globally unique id put in the server's metadata, so a retried create finds its server
@@ -65,7 +69,7 @@ class ServerRequest(db.Model):  # type: ignore[name-defined]
     decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     reservation_id: Mapped[int | None] = mapped_column(ForeignKey("quota_reservations.id"), nullable=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     tenant: Mapped[Tenant] = relationship(lazy="joined")
@@ -105,8 +109,17 @@ class Server(db.Model):  # type: ignore[name-defined]
     """A VM or desktop as the portal knows it (kept fresh by jobs and reconciliation)."""
 
     __tablename__ = "servers"
-    __table_args__ = (Index("ix_servers_tenant_status", "tenant_id", "status"),
-                      Index("ix_servers_owner_status", "owner_id", "status"))
+    __table_args__ = (Index("ix_servers_owner_status", "owner_id", "status"),
+                      # Every sort the server lists offer, for all servers and for one tenant's
+                      # (seek pages read these in order; the id makes each key unique).
+                      Index("ix_servers_name", "name", "id"),
+                      Index("ix_servers_created", "created_at", "id"),
+                      Index("ix_servers_status", "status", "id"),
+                      Index("ix_servers_vcpus", "vcpus", "id"),
+                      Index("ix_servers_tenant_name", "tenant_id", "name", "id"),
+                      Index("ix_servers_tenant_created", "tenant_id", "created_at", "id"),
+                      Index("ix_servers_tenant_status", "tenant_id", "status", "id"),
+                      Index("ix_servers_tenant_vcpus", "tenant_id", "vcpus", "id"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
@@ -133,7 +146,7 @@ class Server(db.Model):  # type: ignore[name-defined]
     problem: Mapped[str | None] = mapped_column(Text, nullable=True)
     #: Quota reservation that this server holds (consumed), released on deletion.
     reservation_id: Mapped[int | None] = mapped_column(ForeignKey("quota_reservations.id"), nullable=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     #: When reconciliation last saw it in OpenStack.

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from sqlalchemy import Select, select
+from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from cloud_portal.accounts.models import User
@@ -19,6 +19,7 @@ from cloud_portal.catalog.models import Image
 from cloud_portal.catalog.offers import Offer, find_offer
 from cloud_portal.errors import InvalidInput, NotFound, NotPermitted, OrganisationInactive, ProvisioningFailed
 from cloud_portal.extensions import db
+from cloud_portal.paging import Listing
 from cloud_portal.provisioning import leases, lifecycle
 from cloud_portal.provisioning import models as m
 from cloud_portal.provisioning.leftovers import release_request_quota, remove_half_made
@@ -188,18 +189,19 @@ def dismiss_failed(user: User, request_id: int) -> m.ServerRequest:
     return request
 
 
-def requests_query(viewer: User, *, scope: str = "mine") -> Select[tuple[m.ServerRequest]]:
-    """Requests visible to ``viewer``: own ("mine"), the tenant's ("tenant"), waiting approval ("approvals")."""
+def requests_listing(viewer: User, *, scope: str = "mine") -> Listing[m.ServerRequest]:
+    """Requests visible to ``viewer``, newest first: own ("mine"), the tenant's ("tenant"), waiting
+    approval ("approvals")."""
     # The server and the requester are loaded with the page (one query each), not one per row.
-    query = (select(m.ServerRequest).options(selectinload(m.ServerRequest.server),
-                                             selectinload(m.ServerRequest.requester))
-             .order_by(m.ServerRequest.created_at.desc(), m.ServerRequest.id.desc()))
+    query = select(m.ServerRequest).options(selectinload(m.ServerRequest.server),
+                                            selectinload(m.ServerRequest.requester))
+    keys = (m.ServerRequest.created_at, m.ServerRequest.id)
     if scope == "mine":
-        return query.where(m.ServerRequest.requester_id == viewer.id)
+        return Listing(query.where(m.ServerRequest.requester_id == viewer.id), keys)
     if not (viewer.is_tenant_admin or viewer.is_platform_admin):
         raise NotPermitted("Only administrators can see other people's requests.")
     if not viewer.is_platform_admin:
         query = query.where(m.ServerRequest.tenant_id == viewer.tenant_id)
     if scope == "approvals":
         query = query.where(m.ServerRequest.state == m.PENDING_APPROVAL)
-    return query
+    return Listing(query, keys)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, event, inspect, select
+from sqlalchemy import event, inspect, select
 from sqlalchemy.orm import Session
 
 from cloud_portal.adapters.cloud import cloud
@@ -22,6 +22,7 @@ from cloud_portal.audit import service as audit
 from cloud_portal.catalog.models import Image, VmSize
 from cloud_portal.errors import InvalidInput, NotFound, NotPermitted
 from cloud_portal.extensions import db
+from cloud_portal.paging import Listing
 from cloud_portal.provisioning import leases
 from cloud_portal.provisioning import models as m
 from cloud_portal.quotas import service as quotas
@@ -139,19 +140,20 @@ SORTABLE = {"name": m.Server.name, "created": m.Server.created_at, "status": m.S
             "size": m.Server.vcpus}
 
 
-def servers_query(viewer: User, *, scope: str = "mine", sort: str = "created",
-                  descending: bool = True) -> Select[tuple[m.Server]]:
-    """Servers (not deleted) visible to ``viewer``, sorted by one of SORTABLE."""
+def servers_listing(viewer: User, *, scope: str = "mine", sort: str = "created",
+                    descending: bool = True) -> Listing[m.Server]:
+    """Servers (not deleted) visible to ``viewer``, sorted by one of SORTABLE (then by id)."""
     column = SORTABLE.get(sort, m.Server.created_at)
     query = select(m.Server).where(m.Server.status != m.SERVER_DELETED)
-    query = query.order_by(column.desc() if descending else column.asc(), m.Server.id.desc())
     if scope == "mine":
-        return query.where(m.Server.owner_id == viewer.id)
-    if viewer.is_platform_admin and scope == "all":
-        return query
-    if viewer.is_tenant_admin or viewer.is_platform_admin:
-        return query.where(m.Server.tenant_id == viewer.tenant_id)
-    raise NotPermitted("Only administrators can see other people's servers.")
+        query = query.where(m.Server.owner_id == viewer.id)
+    elif viewer.is_platform_admin and scope == "all":
+        pass
+    elif viewer.is_tenant_admin or viewer.is_platform_admin:
+        query = query.where(m.Server.tenant_id == viewer.tenant_id)
+    else:
+        raise NotPermitted("Only administrators can see other people's servers.")
+    return Listing(query, (column, m.Server.id), descending)
 
 
 def load_server(user: User, server_id: int) -> m.Server:

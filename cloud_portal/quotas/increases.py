@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from flask import current_app
-from sqlalchemy import Select, func, select
+from sqlalchemy import func, select
 
 from cloud_portal.audit import service as audit
 from cloud_portal.errors import InvalidInput, NotFound, NotPermitted
 from cloud_portal.extensions import db
+from cloud_portal.paging import Listing
 from cloud_portal.quotas.limits import set_limits
 from cloud_portal.quotas.models import (
     INCREASE_APPROVED,
@@ -56,23 +57,26 @@ def create_increase(user: User, wanted: dict[str, Any], reason: str) -> QuotaInc
     return increase
 
 
-def increases_query(viewer: User, *, scope: str = "mine") -> Select[tuple[QuotaIncreaseRequest]]:
-    """Increase requests, newest first: own ("mine"), or every one ("open"/"all", platform admins)."""
-    query = select(QuotaIncreaseRequest).order_by(QuotaIncreaseRequest.created_at.desc(),
-                                                  QuotaIncreaseRequest.id.desc())
+def increases_listing(viewer: User, *, scope: str = "mine") -> Listing[QuotaIncreaseRequest]:
+    """Increase requests, newest first: own ("mine"), or, for platform admins, the open ones,
+    the decided ones or all of them ("open", "decided", "all")."""
+    query = select(QuotaIncreaseRequest)
+    keys = (QuotaIncreaseRequest.created_at, QuotaIncreaseRequest.id)
     if scope == "mine":
-        return query.where(QuotaIncreaseRequest.requester_id == viewer.id)
+        return Listing(query.where(QuotaIncreaseRequest.requester_id == viewer.id), keys)
     if not viewer.can_edit_quotas:
         raise NotPermitted("Only platform administrators can see every quota-increase request.")
     if scope == "open":
-        return query.where(QuotaIncreaseRequest.state == INCREASE_OPEN)
-    return query
+        return Listing(query.where(QuotaIncreaseRequest.state == INCREASE_OPEN), keys)
+    if scope == "decided":
+        return Listing(query.where(QuotaIncreaseRequest.state != INCREASE_OPEN), keys)
+    return Listing(query, keys)
 
 
 def count_open_increases(viewer: User) -> int:
     """How many increase requests wait for a decision (platform admins)."""
-    query = increases_query(viewer, scope="open")
-    return db.session.scalar(query.with_only_columns(func.count()).order_by(None)) or 0
+    query = increases_listing(viewer, scope="open").query
+    return db.session.scalar(query.with_only_columns(func.count())) or 0
 
 
 def load_increase(viewer: User, increase_id: int) -> QuotaIncreaseRequest:

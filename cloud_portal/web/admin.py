@@ -9,12 +9,12 @@ from sqlalchemy import select
 
 from cloud_portal.accounts import service as accounts
 from cloud_portal.accounts.models import User
-from cloud_portal.audit.service import visible_events_query
+from cloud_portal.audit.service import visible_events_listing
 from cloud_portal.errors import PortalError
 from cloud_portal.extensions import db
 from cloud_portal.tenants.models import Tenant
 from cloud_portal.tenants.service import list_tenants
-from cloud_portal.web.common import redirect_on_error, role_label, roles_required, shown_on_form
+from cloud_portal.web.common import page_of, redirect_on_error, role_label, roles_required, shown_on_form
 from cloud_portal.web.forms import AddUserForm, ConfirmForm, SetRoleForm
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -68,16 +68,14 @@ def users():
                                 _("Their first password is:"), password)
     elif request.method == "POST":
         status = 400
-    page = max(1, request.args.get("page", 1, type=int))
-    query = accounts.visible_users_query(current_user)
-    people = db.paginate(query, page=page, per_page=PAGE_SIZE, error_out=False)
-    role_forms = {}
+    people = page_of(accounts.visible_users_listing(current_user), PAGE_SIZE)
+    # Built once per page, not per row: the role choices per tenant on the page (the rows'
+    # selects and buttons are written out in the template with one CSRF token).
+    role_choices: dict[int, list[tuple[str, str]]] = {}
     for person in people.items:
-        role_form = SetRoleForm(prefix=f"u{person.id}", formdata=None, data={"role": person.role})
-        role_form.role.choices = [(r, role_label(r)) for r in current_user.assignable_roles(person.tenant)]
-        role_forms[person.id] = role_form
-    return render_template("admin/users.html", form=form, people=people, role_forms=role_forms,
-                           confirm=ConfirmForm()), status
+        if person.tenant_id not in role_choices:
+            role_choices[person.tenant_id] = [(r, role_label(r)) for r in current_user.assignable_roles(person.tenant)]
+    return render_template("admin/users.html", form=form, people=people, role_choices=role_choices), status
 
 
 @bp.route("/users/<int:user_id>/role", methods=["POST"])
@@ -134,7 +132,6 @@ def _secret_once(title: str, message: str, secret: str):
 @bp.route("/audit")
 @roles_required(*ADMINS)
 def audit_log():
-    page = max(1, request.args.get("page", 1, type=int))
-    events = db.paginate(visible_events_query(current_user), page=page, per_page=PAGE_SIZE, error_out=False)
+    events = page_of(visible_events_listing(current_user), PAGE_SIZE)
     tenant_names = dict(db.session.execute(select(Tenant.id, Tenant.slug)).all())
     return render_template("admin/audit.html", events=events, tenant_names=tenant_names)

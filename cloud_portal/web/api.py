@@ -121,7 +121,7 @@ def list_quota_increases():
     """Quota-increase requests: the caller's own, or (platform admins) ?scope=open or all.
     ---
     get:
-      summary: "List quota-increase requests, newest first (page, scope: mine, open or all)"
+      summary: "List quota-increase requests, newest first (after/before: a cursor, last=1; scope: mine, open, all)"
       responses:
         200: {description: "a page of quota-increase requests"}
         403: {description: "open and all are for platform administrators"}
@@ -129,7 +129,7 @@ def list_quota_increases():
     scope = request.args.get("scope", "mine")
     if scope not in ("mine", "open", "all"):
         raise InvalidInput("scope must be mine, open or all")
-    return page_json(quota_service.increases_query(g.api_user, scope=scope), increase_json)
+    return page_json(quota_service.increases_listing(g.api_user, scope=scope), increase_json)
 
 
 @bp.route("/quota-increases", methods=["POST"])
@@ -208,14 +208,14 @@ def list_requests():
     """The caller's requests (or the tenant's with ?scope=tenant, admins only).
     ---
     get:
-      summary: "List requests, newest first (page, scope: mine, tenant or approvals)"
+      summary: "List requests, newest first (after/before: a page cursor, last=1; scope: mine, tenant or approvals)"
       responses:
         200: {description: "a page of requests"}
     """
     scope = request.args.get("scope", "mine")
     if scope not in ("mine", "tenant", "approvals"):
         raise InvalidInput("scope must be mine, tenant or approvals")
-    return page_json(orders.requests_query(g.api_user, scope=scope), request_json)
+    return page_json(orders.requests_listing(g.api_user, scope=scope), request_json)
 
 
 @bp.route("/requests/<int:request_id>")
@@ -260,15 +260,19 @@ def list_servers():
     """Servers the caller owns (?scope=tenant for admins).
     ---
     get:
-      summary: "List servers (page, scope: mine, tenant or all; sort: name, created, status, size)"
+      summary: "List servers (after/before: a cursor, last=1; scope: mine, tenant, all;
+        sort: name, created, status, size; dir: desc, asc)"
       responses:
         200: {description: "a page of servers"}
     """
     scope = request.args.get("scope", "mine")
     sort = request.args.get("sort", "created")
-    if scope not in ("mine", "tenant", "all") or sort not in server_service.SORTABLE:
-        raise InvalidInput("scope must be mine, tenant or all; sort one of " + ", ".join(server_service.SORTABLE))
-    return page_json(server_service.servers_query(g.api_user, scope=scope, sort=sort), server_json)
+    direction = request.args.get("dir", "desc")
+    if not (scope in ("mine", "tenant", "all") and sort in server_service.SORTABLE and direction in ("asc", "desc")):
+        raise InvalidInput("scope must be mine, tenant or all; sort one of " + ", ".join(server_service.SORTABLE)
+                           + "; dir asc or desc")
+    listing = server_service.servers_listing(g.api_user, scope=scope, sort=sort, descending=direction == "desc")
+    return page_json(listing, server_json)
 
 
 @bp.route("/servers/<int:server_id>")

@@ -8,10 +8,12 @@ from typing import Any, Literal
 from flask import jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 
-from cloud_portal.extensions import db
+from cloud_portal.paging import Listing, PageRequest, seek_page
 from cloud_portal.provisioning import models as m
 from cloud_portal.provisioning.leases import latest_job
 from cloud_portal.quotas.models import QUOTA_RESOURCES, QuotaIncreaseRequest
+
+API_PAGE_SIZE = 50
 
 
 class NewRequest(BaseModel):
@@ -47,11 +49,15 @@ class ServerActionBody(BaseModel):
     size: str | None = Field(default=None, max_length=40)
 
 
-def page_json(query: Any, item_json: Callable[[Any], dict[str, Any]]) -> Any:
-    """One page (``?page=``, 50 a page) of a query's rows as ``{items, page, pages, total}``."""
-    page = db.paginate(query, page=max(1, request.args.get("page", 1, type=int)), per_page=50, error_out=False)
-    return jsonify({"items": [item_json(row) for row in page.items], "page": page.page, "pages": page.pages,
-                    "total": page.total})
+def page_json(listing: Listing[Any], item_json: Callable[[Any], dict[str, Any]]) -> Any:
+    """One page (50 rows; ``?after=``/``?before=`` a cursor, or ``?last=1``) of a listing as
+    ``{items, total, total_is_lower_bound, next, prev}``: ``next``/``prev`` are the cursors to
+    pass as ``after``/``before`` (null at the ends); ``total`` counts up to paging.COUNT_CAP."""
+    page = seek_page(listing, PageRequest.from_args(request.args), API_PAGE_SIZE)
+    return jsonify({"items": [item_json(row) for row in page.items], "total": page.total,
+                    "total_is_lower_bound": page.total_is_lower_bound,
+                    "next": page.next_cursor if page.has_next else None,
+                    "prev": page.prev_cursor if page.has_prev else None})
 
 
 def request_json(r: m.ServerRequest, steps: bool = False) -> dict[str, Any]:

@@ -9,11 +9,14 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import abort, flash, g
+from flask import abort, flash, g, request
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
+from cloud_portal.paging import Listing, PageRequest, SeekPage, seek_page
+
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 def roles_required(*roles: str) -> Callable[[F], F]:
@@ -61,6 +64,18 @@ def redirect_on_error(endpoint: str, *arg_names: str) -> Callable[[F], F]:
         return wrapper  # type: ignore[return-value]
 
     return decorator
+
+
+def page_of(listing: Listing[T], per_page: int) -> SeekPage[T]:
+    """The page of ``listing`` the request's ``after``/``before``/``last`` arguments ask for.
+
+    A link whose cursor was tampered with or cut short leads back to the list's first page,
+    with the reason shown there.
+    """
+    g.error_redirect = (request.endpoint, {k: v for k, v in request.args.items()
+                                           if k not in ("after", "before", "last")}
+                        | dict(request.view_args or {}))
+    return seek_page(listing, PageRequest.from_args(request.args), per_page)
 
 
 def role_label(role: str) -> str:

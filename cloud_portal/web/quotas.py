@@ -16,11 +16,11 @@ from flask_login import current_user, login_required
 from cloud_portal.errors import PortalError
 from cloud_portal.extensions import db
 from cloud_portal.quotas import service as quotas
-from cloud_portal.quotas.models import QUOTA_RESOURCES, QuotaIncreaseRequest
+from cloud_portal.quotas.models import QUOTA_RESOURCES
 from cloud_portal.tenants.models import Tenant
 from cloud_portal.tenants.service import get_tenant_by_slug, list_tenants
 from cloud_portal.unit_of_work import commit
-from cloud_portal.web.common import redirect_on_error, roles_required, shown_on_form
+from cloud_portal.web.common import page_of, redirect_on_error, roles_required, shown_on_form
 from cloud_portal.web.forms import DecideIncreaseForm, IncreaseForm, LimitsForm
 
 bp = Blueprint("quotas", __name__)
@@ -106,11 +106,8 @@ def edit(slug: str):
 @roles_required("platform_admin")
 def increase_queue():
     """Open quota-increase requests first, then the decided ones, newest first."""
-    page = max(1, request.args.get("page", 1, type=int))
-    waiting = list(db.session.scalars(quotas.increases_query(current_user, scope="open")))
-    decided = db.paginate(quotas.increases_query(current_user, scope="all")
-                          .where(QuotaIncreaseRequest.state != "open"),
-                          page=page, per_page=PAGE_SIZE, error_out=False)
+    waiting = list(db.session.scalars(quotas.increases_listing(current_user, scope="open").ordered()))
+    decided = page_of(quotas.increases_listing(current_user, scope="decided"), PAGE_SIZE)
     return render_template("quotas/increase_queue.html", waiting=waiting, decided=decided,
                            decide=DecideIncreaseForm(), resources=QUOTA_RESOURCES)
 
@@ -167,7 +164,5 @@ def new_increase():
 @login_required
 def my_increases():
     """The person's own quota-increase requests with their state and the admins' reasons."""
-    page = max(1, request.args.get("page", 1, type=int))
-    increases = db.paginate(quotas.increases_query(current_user, scope="mine"), page=page,
-                            per_page=PAGE_SIZE, error_out=False)
+    increases = page_of(quotas.increases_listing(current_user, scope="mine"), PAGE_SIZE)
     return render_template("quotas/increases_mine.html", increases=increases, resources=QUOTA_RESOURCES)

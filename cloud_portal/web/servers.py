@@ -30,7 +30,7 @@ from cloud_portal.provisioning.leases import latest_job
 from cloud_portal.quotas.service import headroom
 from cloud_portal.tenants.service import hall_names
 from cloud_portal.unit_of_work import commit
-from cloud_portal.web.common import redirect_on_error, roles_required, shown_on_form
+from cloud_portal.web.common import page_of, redirect_on_error, roles_required, shown_on_form
 from cloud_portal.web.forms import ConfirmForm, RejectForm, RequestForm, ResizeForm
 
 bp = Blueprint("servers", __name__)
@@ -105,9 +105,7 @@ def list_requests():
     scope = request.args.get("scope", "mine")
     if scope not in ("mine", "tenant"):
         abort(404)
-    page = max(1, request.args.get("page", 1, type=int))
-    requests = db.paginate(orders.requests_query(current_user, scope=scope), page=page, per_page=PAGE_SIZE,
-                           error_out=False)
+    requests = page_of(orders.requests_listing(current_user, scope=scope), PAGE_SIZE)
     return render_template("servers/requests.html", requests=requests, scope=scope)
 
 
@@ -179,9 +177,7 @@ def clean_up(request_id: int):
 @bp.route("/approvals")
 @roles_required("tenant_admin", "platform_admin")
 def approvals():
-    page = max(1, request.args.get("page", 1, type=int))
-    waiting = db.paginate(orders.requests_query(current_user, scope="approvals"), page=page,
-                          per_page=PAGE_SIZE, error_out=False)
+    waiting = page_of(orders.requests_listing(current_user, scope="approvals"), PAGE_SIZE)
     return render_template("servers/approvals.html", requests=waiting, confirm=ConfirmForm(), reject=RejectForm())
 
 
@@ -193,9 +189,8 @@ def list_servers():
     if scope not in ("mine", "tenant", "all") or sort not in server_service.SORTABLE:
         abort(404)
     descending = request.args.get("dir", "desc") != "asc"
-    page = max(1, request.args.get("page", 1, type=int))
-    query = server_service.servers_query(current_user, scope=scope, sort=sort, descending=descending)
-    servers = db.paginate(query, page=page, per_page=PAGE_SIZE, error_out=False)
+    listing = server_service.servers_listing(current_user, scope=scope, sort=sort, descending=descending)
+    servers = page_of(listing, PAGE_SIZE)
     return render_template("servers/servers.html", servers=servers, scope=scope, sort=sort, descending=descending)
 
 

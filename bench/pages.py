@@ -1,0 +1,328 @@
+"""List and summary pages at scale: every list page, summary page and API list, served by gunicorn.
+
+For each database (SQLite, PostgreSQL) and each size (``--sizes``, default 1,000 and 20,000
+servers), a fresh database is seeded with ``--users`` people (default 5,000) spread over the member
+tenants of tenants.yaml (a few big tenants and a long tail; one in twenty a tenant admin), the
+servers (70 % running, 18 % stopped, some errored, building or deleted) each with its request, its
+quota reservation and a finished job of four steps, 2.5 audit events per server and a quota-increase
+request per hundred servers (tests/fixtures/scale.py). The portal is then served as ``make run``
+serves it (gunicorn, 2 workers × 4 threads) and, signed in as a member, a tenant admin of the
+biggest tenant, a platform admin and finance (and with an API token for each), every page below is
+fetched 3 times to warm up and then 30 times in a row; each answer must be 200 and hold what the
+page is for (a row of the list, the item count of the API page). p50/p95 per page.
+
+    .venv/bin/python bench/pages.py                                 # both databases, 1,000 and 20,000
+    .venv/bin/python bench/pages.py --database sqlite --sizes 1000 --users 500
+
+PostgreSQL: ``CLOUD_PORTAL_BENCH_DATABASE_URL`` (default the local ``cloud_portal_bench``, created
+when missing; its schema is dropped and rebuilt; the test database is never used).
+The last line of output is JSON: ``worst_p95_ms`` per database at the largest size, ``growth`` (the
+worst ratio of a page's p95 at the largest size to its p95 at the smallest), and every figure.
+"""
+from __future__ import annotations
+
+import argparse
+import http.cookiejar
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # run as a script: bench/pages.py
+    sys.path.insert(0, str(REPO_ROOT))
+
+from bench.billing import DEFAULT_PG_URL, build_app, prepare_postgres  # noqa: E402
+from tests.helpers import free_port, wait_for_healthz  # noqa: E402
+
+PASSWORD = "bench horse battery staple"  # noqa: S105 - throwaway accounts in a throwaway database
+SECRET = "bench-pages-secret-key-" + "p" * 32
+REQUESTS = 30
+WARMUP = 3
+#: What each page must show (a regular expression), so a fast error page is not timed as a page.
+SERVER_ROW = r'<a href="/servers/\d+">'
+AUDIT_ROW = r"<td><code>"
+PAGES: dict[str, list[tuple[str, str]]] = {
+    "member": [
+        ("/", r"Servers and desktops"),
+        ("/servers", SERVER_ROW),
+        ("/requests", r'href="/requests/\d+"'),
+        ("/quotas/increases", r"vCPUs: \+"),
+    ],
+    "tenant_admin": [
+        ("/", r"Servers and desktops"),
+        ("/servers?scope=tenant", SERVER_ROW),
+        ("/servers?scope=tenant&sort=name&dir=asc", SERVER_ROW),
+        ("/servers?scope=tenant&sort=size&dir=desc", SERVER_ROW),
+        ("/servers?scope=tenant&last=1", SERVER_ROW),
+        ("/requests?scope=tenant", r'href="/requests/\d+"'),
+        ("/requests?scope=tenant&last=1", r'href="/requests/\d+"'),
+        ("/approvals", r'href="/requests/\d+"'),
+        ("/admin/users", r"@scale\.example\.cymru"),
+        ("/admin/users?last=1", r"@scale\.example\.cymru"),
+        ("/admin/audit", AUDIT_ROW),
+        ("/admin/audit?last=1", AUDIT_ROW),
+    ],
+    "platform_admin": [
+        ("/", r"Servers and desktops|quota"),
+        *[(f"/servers?scope=all&sort={sort}&dir={d}", SERVER_ROW)
+          for sort in ("created", "name", "size", "status") for d in ("desc", "asc")],
+        ("/servers?scope=all&last=1", SERVER_ROW),
+        ("/servers?scope=all&sort=name&dir=asc&last=1", SERVER_ROW),
+        ("/requests?scope=tenant", r"<table"),
+        ("/approvals", r'href="/requests/\d+"'),
+        ("/admin/users", r"@scale\.example\.cymru"),
+        ("/admin/users?last=1", r"@scale\.example\.cymru"),
+        ("/admin/audit", AUDIT_ROW),
+        ("/admin/audit?last=1", AUDIT_ROW),
+        ("/admin/quotas", r"<meter"),
+        ("/admin/quotas/increases", r"needs more"),
+    ],
+    "finance": [
+        ("/", r"Finance|finance"),
+        ("/finance/", r"<table|tenant"),
+    ],
+}
+API: dict[str, list[str]] = {
+    "member": ["/api/v1/servers", "/api/v1/requests", "/api/v1/quota-increases"],
+    "tenant_admin": ["/api/v1/servers?scope=tenant", "/api/v1/servers?scope=tenant&last=1",
+                     "/api/v1/requests?scope=tenant", "/api/v1/requests?scope=approvals"],
+    "platform_admin": ["/api/v1/servers?scope=all", "/api/v1/servers?scope=all&sort=name&dir=asc&last=1",
+                       "/api/v1/quota-increases?scope=all"],
+}
+#: Pages whose rel="next" link (the second page) is timed as well.
+FOLLOW_NEXT = {"/servers?scope=all&sort=name&dir=asc", "/servers?scope=tenant", "/admin/users", "/admin/audit"}
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    p95 = statistics.quantiles(ordered, n=20)[-1] if len(ordered) >= 2 else ordered[0]
+    return {"p50": round(statistics.median(ordered) * 1000, 2), "p95": round(p95 * 1000, 2)}
+
+
+# Data -----------------------------------------------------------------------------------------
+
+def populate(url: str, instance: Path, servers: int, users: int) -> dict[str, Any]:
+    """Schema, tenants, the seeded rows, and the four signed-in people with their API tokens."""
+    from sqlalchemy import func, select, text, update
+
+    from cloud_portal.accounts.models import User
+    from cloud_portal.accounts.service import add_user, create_api_token
+    from cloud_portal.extensions import db
+    from cloud_portal.provisioning import models as m
+    from cloud_portal.quotas.models import QuotaIncreaseRequest, QuotaReservation
+    from cloud_portal.tenants.service import get_tenant_by_slug
+    from tests.fixtures.scale import seed_lists
+
+    app = build_app(url, instance)
+    with app.app_context():
+        started = time.perf_counter()
+        seeded = seed_lists(users=users, servers=servers, audit_events=servers * 5 // 2,
+                            increases=max(10, servers // 100), seed=2026)
+        # The biggest tenant's admin and one of its members; a platform admin and finance.
+        biggest_id = db.session.scalar(select(m.Server.tenant_id).group_by(m.Server.tenant_id)
+                                       .order_by(func.count().desc()).limit(1))
+        slug = next(s for s, i in seeded.tenants.items() if i == biggest_id)
+        tenant = get_tenant_by_slug(slug)
+        platform = get_tenant_by_slug("platform")
+        people = {}
+        for role, home in (("member", tenant), ("tenant_admin", tenant), ("platform_admin", platform),
+                           ("finance", platform)):
+            person, _ = add_user(None, email=f"bench.{role.replace('_', '-')}@example.cymru",
+                                 display_name=f"Bench {role}", role=role, tenant=home, password=PASSWORD)
+            people[role] = person
+        db.session.flush()
+        member = people["member"]
+        # The member owns 40 of the tenant's servers (their requests and quota holds with them).
+        mine = list(db.session.scalars(select(m.Server.id).where(m.Server.tenant_id == tenant.id)
+                                       .order_by(m.Server.id).limit(40)))
+        db.session.execute(update(m.Server).where(m.Server.id.in_(mine)).values(owner_id=member.id))
+        request_ids = select(m.Server.request_id).where(m.Server.id.in_(mine)).scalar_subquery()
+        db.session.execute(update(m.ServerRequest).where(m.ServerRequest.id.in_(request_ids))
+                           .values(requester_id=member.id))
+        purposes = [f"request:{r}" for r in db.session.scalars(select(m.Server.request_id)
+                                                                .where(m.Server.id.in_(mine)))]
+        db.session.execute(update(QuotaReservation).where(QuotaReservation.purpose.in_(purposes))
+                           .values(user_id=member.id))
+        asks = list(db.session.scalars(select(QuotaIncreaseRequest.id).where(
+            QuotaIncreaseRequest.tenant_id == tenant.id).limit(5)))
+        db.session.execute(update(QuotaIncreaseRequest).where(QuotaIncreaseRequest.id.in_(asks))
+                           .values(requester_id=member.id))
+        tokens = {role: create_api_token(None, person, "bench pages") for role, person in people.items()}
+        emails = {role: person.email for role, person in people.items()}
+        db.session.commit()
+        if db.engine.dialect.name == "postgresql":
+            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text("VACUUM ANALYZE"))
+        else:
+            db.session.execute(text("ANALYZE"))
+            db.session.commit()
+        counts = {"servers": seeded.servers, "users": db.session.scalar(select(func.count(User.id))),
+                  "audit_events": seeded.audit_events, "requests": seeded.requests,
+                  "tenant": slug, "tenant_servers": db.session.scalar(
+                      select(func.count(m.Server.id)).where(m.Server.tenant_id == tenant.id))}
+        db.session.remove()
+        db.engine.dispose()
+    counts["seed_s"] = round(time.perf_counter() - started, 1)
+    return {"emails": emails, "tokens": tokens, "counts": counts}
+
+
+# Serving --------------------------------------------------------------------------------------
+
+class Portal:
+    """gunicorn as ``make run`` starts it (2 workers × 4 threads), on a free loopback port."""
+
+    def __init__(self, url: str, instance: Path) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "CLOUD_PORTAL_DATABASE_URL": url, "CLOUD_PORTAL_INSTANCE_PATH": str(instance),
+               "CLOUD_PORTAL_SECRET_KEY": SECRET, "CLOUD_PORTAL_TENANTS_FILE": str(REPO_ROOT / "tenants.yaml"),
+               "CLOUD_PORTAL_TWO_FACTOR_ROLES": "", "CLOUD_PORTAL_LOG_LEVEL": "WARNING"}
+        self.log = (instance / "gunicorn.log").open("w")
+        self.process = subprocess.Popen(
+            [str(REPO_ROOT / ".venv" / "bin" / "gunicorn"), "--bind", f"127.0.0.1:{self.port}", "--workers", "2",
+             "--threads", "4", "--no-control-socket", "cloud_portal:create_app()"],
+            cwd=REPO_ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        wait_for_healthz(self.base, self.process)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        self.log.close()
+
+
+class Browser:
+    """A signed-in person: cookies kept, one connection reused as far as urllib allows."""
+
+    def __init__(self, base: str, email: str) -> None:
+        self.base = base
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        form = self.get("/sign-in")[1]
+        token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', form) or \
+            re.search(r'name="csrf_token" value="([^"]+)"', form)
+        if not token:
+            raise RuntimeError("no CSRF token on the sign-in page")
+        body = urllib.parse.urlencode({"csrf_token": token.group(1), "email": email, "password": PASSWORD})
+        status, page = self.get("/sign-in", data=body.encode())
+        if "Sign out" not in page:
+            raise RuntimeError(f"sign-in as {email} failed ({status})")
+
+    def get(self, path: str, data: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, str]:
+        request = urllib.request.Request(self.base + path, data=data, headers=headers or {})
+        try:
+            with self.opener.open(request, timeout=60) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+
+def time_page(browser: Browser, path: str, check: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    for _ in range(WARMUP):
+        browser.get(path, headers=headers)
+    samples = []
+    for _ in range(REQUESTS):
+        started = time.perf_counter()
+        status, body = browser.get(path, headers=headers)
+        samples.append(time.perf_counter() - started)
+        if status != 200 or not check(body):
+            raise RuntimeError(f"GET {path} answered {status} without what the page is for:\n{body[:600]}")
+    return {**percentiles(samples), "bytes": len(body)}
+
+
+def time_all(base: str, info: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    results: dict[str, dict[str, Any]] = {}
+
+    def record(label: str, figures: dict[str, Any]) -> None:
+        results[label] = figures
+        log(f"    {label:<66} p50 {figures['p50']:>7.2f} ms  p95 {figures['p95']:>7.2f} ms  {figures['bytes']:>7,} B")
+
+    for role, pages in PAGES.items():
+        browser = Browser(base, info["emails"][role])
+        for path, pattern in pages:
+            record(f"{role} {path}", time_page(browser, path, lambda body, p=pattern: re.search(p, body)))
+            if path in FOLLOW_NEXT:
+                link = re.search(r'<a href="([^"]+)" rel="next">', browser.get(path)[1])
+                if link:
+                    nxt = link.group(1).replace("&amp;", "&")
+                    record(f"{role} {path} (next page)",
+                           time_page(browser, nxt, lambda body: re.search(SERVER_ROW + "|@scale|<td><code>", body)))
+        headers = {"Authorization": f"Bearer {info['tokens'].get(role, '')}"}
+        for path in API.get(role, []):
+            record(f"{role} API {path}", time_page(browser, path, lambda body: json.loads(body)["items"], headers))
+    return results
+
+
+# Main -----------------------------------------------------------------------------------------
+
+def run(database: str, servers: int, users: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-pages-") as tmp:
+        instance = Path(tmp)
+        if database == "sqlite":
+            url = f"sqlite:///{instance / 'bench.db'}"
+        else:
+            url = prepare_postgres(os.environ.get("CLOUD_PORTAL_BENCH_DATABASE_URL", DEFAULT_PG_URL))
+        log(f"== {database}: {servers:,} servers, {users:,} users")
+        info = populate(url, instance, servers, users)
+        log(f"  seeded in {info['counts']['seed_s']} s: {info['counts']}")
+        portal = Portal(url, instance)
+        try:
+            pages = time_all(portal.base, info)
+        finally:
+            portal.stop()
+    worst = max(pages.items(), key=lambda item: item[1]["p95"])
+    log(f"  worst p95: {worst[1]['p95']} ms ({worst[0]})")
+    return {"database": database, "servers": servers, "counts": info["counts"], "pages": pages,
+            "worst_p95_ms": worst[1]["p95"], "worst_page": worst[0]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--database", choices=("sqlite", "postgresql", "both"), default="both")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 20000], help="servers, smallest first")
+    parser.add_argument("--users", type=int, default=5000)
+    args = parser.parse_args(argv)
+    if min(args.sizes) < 100 or args.users < 100:
+        parser.error("need at least 100 servers and 100 users")
+    databases = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
+    sizes = sorted(args.sizes)
+    runs = [run(database, size, args.users) for database in databases for size in sizes]
+
+    small, large = sizes[0], sizes[-1]
+    growth: dict[str, float] = {}
+    log("")
+    log(f"{'page':<72} " + "  ".join(f"{d[:6]} {s:>6}" for d in databases for s in sizes) + "   (p95 ms)")
+    labels = list(runs[0]["pages"])
+    by = {(r["database"], r["servers"]): r["pages"] for r in runs}
+    for label in labels:
+        cells = [by[(d, s)][label]["p95"] for d in databases for s in sizes]
+        log(f"{label:<72} " + "  ".join(f"{c:>13.2f}" for c in cells))
+        if small != large:
+            for d in databases:
+                growth[f"{d} {label}"] = round(by[(d, large)][label]["p95"] / by[(d, small)][label]["p95"], 2)
+    worst_growth = max(growth.items(), key=lambda item: item[1]) if growth else ("", None)
+    summary = {
+        "worst_p95_ms": {d: max(r["worst_p95_ms"] for r in runs if r["database"] == d and r["servers"] == large)
+                         for d in databases},
+        "growth": worst_growth[1], "growth_page": worst_growth[0],
+        "sizes": sizes, "users": args.users, "targets": {"worst_p95_ms": 50, "growth": 1.5},
+        "runs": runs,
+    }
+    print(json.dumps(summary, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
