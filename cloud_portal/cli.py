@@ -261,6 +261,9 @@ def reconcile() -> None:
 
     def run() -> None:
         report = reconcile_now()
+        if report.skipped_because:
+            click.echo(f"skipped: {report.skipped_because}")
+            return
         for line in report.updated + report.findings:
             click.echo(line)
         click.echo(f"{len(report.updated)} updated, {len(report.findings)} new findings, "

@@ -258,3 +258,14 @@ class ReconcileRun(db.Model):  # type: ignore[name-defined]
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     finished_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class WorkerLock(db.Model):  # type: ignore[name-defined]
+    """A named lease one worker holds at a time across every machine (e.g. "reconcile"): taken by
+    a conditional UPDATE when free or expired, so a worker that died does not hold it for ever."""
+
+    __tablename__ = "worker_locks"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(120))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from cloud_portal.adapters.cloud import CloudContext
 from cloud_portal.adapters.openstack import REQUEST_ID_KEY, CloudError, ServerInfo, request_tag
@@ -36,7 +40,14 @@ class ReconcileReport:
     resumed_jobs: list[str] = field(default_factory=list)
     failed_jobs: list[str] = field(default_factory=list)
     requeued_jobs: list[str] = field(default_factory=list)
+    #: Set when another worker was reconciling: this run did nothing.
+    skipped_because: str | None = None
 
+
+#: The reconciliation lease: one worker reconciles at a time; renewed after each tenant, so it
+#: only runs out when its holder died or hung.
+RECONCILE_LOCK = "reconcile"
+RECONCILE_LEASE = timedelta(minutes=5)
 
 #: A job still queued this long after it was recorded (or last claimed) lost its queue message.
 LOST_AFTER = timedelta(minutes=5)
@@ -55,20 +66,63 @@ def reconcile(ctx: CloudContext, *, resume: Callable[[m.Job], None],
       between the commit and the enqueue, or restarted) is enqueued again.
     """
     report = ReconcileReport()
-    _recover_jobs(ctx, resume, report)
-    report.requeued_jobs += requeue_lost_jobs(resume, lost_after)
-    tenants = list(db.session.scalars(select(Tenant).where(Tenant.is_platform.is_(False), Tenant.active.is_(True))))
-    for tenant in tenants:
-        project = project_id(ctx, tenant)
-        if project is None:
-            continue
-        live = {s.id: s for s in ctx.cloud.list_servers(project)}
-        _update_known_servers(ctx, project, tenant, live, report)
-        _look_at_unknown_servers(ctx, tenant, live, report)
+    # Every worker runs the periodic task; the one that takes the lease does the work, so two
+    # machines never resume the same job or release the same quota side by side.
+    holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    current = take_worker_lock(RECONCILE_LOCK, holder, RECONCILE_LEASE)
+    if current != holder:
+        report.skipped_because = f"another worker ({current}) is reconciling"
+        log.info("reconciliation skipped: %s", report.skipped_because)
+        return report
+    try:
+        _recover_jobs(ctx, resume, report)
+        report.requeued_jobs += requeue_lost_jobs(resume, lost_after)
+        tenants = list(db.session.scalars(select(Tenant).where(Tenant.is_platform.is_(False),
+                                                               Tenant.active.is_(True))))
+        for tenant in tenants:
+            project = project_id(ctx, tenant)
+            if project is None:
+                continue
+            live = {s.id: s for s in ctx.cloud.list_servers(project)}
+            _update_known_servers(ctx, project, tenant, live, report)
+            _look_at_unknown_servers(ctx, tenant, live, report)
+            db.session.commit()
+            take_worker_lock(RECONCILE_LOCK, holder, RECONCILE_LEASE)  # renew
+        db.session.add(m.ReconcileRun(finished_at=utcnow()))  # month close waits for one after the month
         db.session.commit()
-    db.session.add(m.ReconcileRun(finished_at=utcnow()))  # month close waits for one after the month
-    db.session.commit()
+    finally:
+        db.session.rollback()
+        release_worker_lock(RECONCILE_LOCK, holder)
     return report
+
+
+def take_worker_lock(name: str, holder: str, lease: timedelta) -> str:
+    """Take (or renew) the named lease for ``holder`` if it is free, expired or already ours;
+    commits. Returns who holds it now (``holder`` when taken)."""
+    now = utcnow()
+    if db.session.get(m.WorkerLock, name) is None:
+        try:
+            with db.session.begin_nested():
+                db.session.add(m.WorkerLock(name=name, holder=holder, expires_at=now + lease))
+            db.session.commit()
+            return holder
+        except IntegrityError:
+            pass  # another worker made the row first; the UPDATE below decides
+    taken = db.session.execute(
+        update(m.WorkerLock)
+        .where(m.WorkerLock.name == name, or_(m.WorkerLock.expires_at <= now, m.WorkerLock.holder == holder))
+        .values(holder=holder, expires_at=now + lease).execution_options(synchronize_session=False))
+    db.session.commit()
+    if taken.rowcount:  # type: ignore[attr-defined]
+        return holder
+    return db.session.scalar(select(m.WorkerLock.holder).where(m.WorkerLock.name == name)) or "?"
+
+
+def release_worker_lock(name: str, holder: str) -> None:
+    """Give the lease back (only if ``holder`` still has it); commits."""
+    db.session.execute(update(m.WorkerLock).where(m.WorkerLock.name == name, m.WorkerLock.holder == holder)
+                       .values(expires_at=utcnow()).execution_options(synchronize_session=False))
+    db.session.commit()
 
 
 def requeue_lost_jobs(resume: Callable[[m.Job], None], lost_after: timedelta = LOST_AFTER) -> list[str]:
@@ -89,10 +143,14 @@ def _recover_jobs(ctx: CloudContext, resume: Callable[[m.Job], None], report: Re
     now = utcnow()
     for job in db.session.scalars(select(m.Job).where(m.Job.state == m.JOB_RUNNING, m.Job.deadline_at < now)):
         if job.attempts < 2:
-            job.state = m.JOB_QUEUED
+            # Conditional: a worker that renewed its lease after the SELECT keeps its job.
+            requeued = db.session.execute(
+                update(m.Job).where(m.Job.id == job.id, m.Job.state == m.JOB_RUNNING, m.Job.deadline_at < now)
+                .values(state=m.JOB_QUEUED).execution_options(synchronize_session="fetch"))
             db.session.commit()
-            resume(job)
-            report.resumed_jobs.append(job.id)
+            if requeued.rowcount:  # type: ignore[attr-defined]
+                resume(job)
+                report.resumed_jobs.append(job.id)
             continue
         if job.kind == m.JOB_PROVISION and job.request_id is not None:
             request = db.session.get(m.ServerRequest, job.request_id)
