@@ -35,8 +35,9 @@ class ServerRequest(db.Model):  # type: ignore[name-defined]
     """A person's order for one VM or desktop; the sizes are a snapshot of the catalog entry."""
 
     __tablename__ = "server_requests"
-    __table_args__ = (Index("ix_server_requests_tenant_state", "tenant_id", "state"),
-                      # The request lists, newest first (seek pages read these in order).
+    __table_args__ = (Index("ix_server_requests_tenant_state", "tenant_id", "state", "created_at", "id"),
+                      # The request lists and approvals, newest first (seek pages read these in order).
+                      Index("ix_server_requests_state_created", "state", "created_at", "id"),
                       Index("ix_server_requests_created", "created_at", "id"),
                       Index("ix_server_requests_tenant_created", "tenant_id", "created_at", "id"),
                       Index("ix_server_requests_requester_created", "requester_id", "created_at", "id"))

@@ -11,7 +11,7 @@ from werkzeug.routing import IntegerConverter
 
 from cloud_portal.errors import NotFound, NotPermitted, PortalError
 from cloud_portal.extensions import db
-from cloud_portal.web.common import flash_error, role_label
+from cloud_portal.web.common import flash_error, quota_label, role_label
 
 #: The largest value of an INTEGER column (PostgreSQL's is 32-bit).
 MAX_DATABASE_INT = 2**31 - 1
@@ -42,6 +42,9 @@ def register_web(app: Flask) -> None:
     app.url_map.converters["int"] = DatabaseId
     for bp in (auth_bp, portal_bp, servers_bp, admin_bp, quotas_bp, finance_bp, ops_bp, api_bp, api_billing_bp):
         app.register_blueprint(bp)
+
+    # A global, not a context variable: macros imported without context (macros.html) use it.
+    app.jinja_env.globals["quota_label_text"] = quota_label
 
     @app.context_processor
     def inject_globals() -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from flask import abort, flash, g, request
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 
 from cloud_portal.paging import Listing, PageRequest, SeekPage, seek_page
@@ -76,6 +77,18 @@ def page_of(listing: Listing[T], per_page: int) -> SeekPage[T]:
                                            if k not in ("after", "before", "last")}
                         | dict(request.view_args or {}))
     return seek_page(listing, PageRequest.from_args(request.args), per_page)
+
+
+QUOTA_LABELS = {
+    "instances": _l("Servers and desktops"), "vcpus": _l("vCPUs"), "ram_mib": _l("Memory"), "disk_gb": _l("Disk"),
+    "desktops": _l("Virtual desktops"),
+}
+
+
+def quota_label(resource: str) -> str:
+    """A quota resource's name in the page's language (one lookup: lists call this per cell)."""
+    label = QUOTA_LABELS.get(resource)
+    return str(label) if label is not None else resource
 
 
 def role_label(role: str) -> str:

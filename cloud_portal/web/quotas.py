@@ -14,7 +14,7 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
 from cloud_portal.errors import PortalError
-from cloud_portal.extensions import db
+from cloud_portal.paging import Listing, PageRequest, seek_page
 from cloud_portal.quotas import service as quotas
 from cloud_portal.quotas.models import QUOTA_RESOURCES
 from cloud_portal.tenants.models import Tenant
@@ -25,6 +25,8 @@ from cloud_portal.web.forms import DecideIncreaseForm, IncreaseForm, LimitsForm
 
 bp = Blueprint("quotas", __name__)
 PAGE_SIZE = 50
+#: Open increase requests shown at once (each row is a decision form).
+WAITING_SHOWN = 20
 #: Columns the overview sorts by: the tenant's name, or a resource's share in use.
 SORT_KEYS = ("name", *QUOTA_RESOURCES)
 
@@ -106,10 +108,13 @@ def edit(slug: str):
 @roles_required("platform_admin")
 def increase_queue():
     """Open quota-increase requests first, then the decided ones, newest first."""
-    waiting = list(db.session.scalars(quotas.increases_listing(current_user, scope="open").ordered()))
+    # The queue shows the requests that have waited longest (a page of them: each row is a form);
+    # deciding them brings the next ones up.
+    open_ones = quotas.increases_listing(current_user, scope="open")
+    waiting = seek_page(Listing(open_ones.query, open_ones.keys, descending=False), PageRequest(), WAITING_SHOWN)
     decided = page_of(quotas.increases_listing(current_user, scope="decided"), PAGE_SIZE)
-    return render_template("quotas/increase_queue.html", waiting=waiting, decided=decided,
-                           decide=DecideIncreaseForm(), resources=QUOTA_RESOURCES)
+    return render_template("quotas/increase_queue.html", waiting=waiting.items, waiting_total=waiting,
+                           decided=decided, resources=QUOTA_RESOURCES)
 
 
 @bp.route("/admin/quotas/increases/<int:increase_id>/<any(approve, decline):decision>", methods=["POST"])
