@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -47,6 +47,15 @@ def cloud_app(make_app: Callable[..., Any], cloud_settings: dict[str, Any], app:
     yield app
     db.session.remove()
     ctx.pop()
+
+
+@pytest.fixture
+def immediate_queue_after(cloud_app: Any) -> Iterator[None]:
+    """For tests that point the app's queue elsewhere (Redis, a worker): inline again afterwards."""
+    yield
+    from cloud_portal.adapters.queue import configure_queue
+    cloud_app.config.update(QUEUE_IMMEDIATE=True, QUEUE_URL="")
+    configure_queue(cloud_app)
 
 
 @pytest.fixture

@@ -99,14 +99,6 @@ def _use_queue(app: Any, url: str) -> None:
         huey.flush()
 
 
-@pytest.fixture
-def immediate_queue_after(cloud_app: Any) -> Iterator[None]:
-    yield
-    from cloud_portal.adapters.queue import configure_queue
-    cloud_app.config.update(QUEUE_IMMEDIATE=True, QUEUE_URL="")
-    configure_queue(cloud_app)
-
-
 def _releases(reservation_id: int) -> int:
     return db.session.scalar(select(func.count()).select_from(AuditEvent).where(
         AuditEvent.action == "quota.release", AuditEvent.target_type == "quota_reservation",
