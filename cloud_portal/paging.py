@@ -168,3 +168,27 @@ def seek_page(listing: Listing[T], page: PageRequest, per_page: int) -> SeekPage
                     prev_cursor=encode_cursor(_key_values(listing, rows[0])) if rows else None,
                     next_cursor=encode_cursor(_key_values(listing, rows[-1])) if rows else None,
                     total=total, total_is_lower_bound=capped)
+
+
+def page_of_rows(rows: Sequence[T], page: PageRequest, per_page: int) -> SeekPage[T]:
+    """A page of a list already in memory (an aggregate sorted by a computed total, say), with the
+    same cursors and links as a seek page: a cursor is a position in the list."""
+    def position(cursor: str) -> int:
+        index = decode_cursor(cursor, 1)[0]
+        if not isinstance(index, int) or not 0 <= index < max(len(rows), 1):
+            raise InvalidInput("That page link is not valid (the list has changed); start again from the first page.")
+        return int(index)
+
+    if page.after:
+        start = position(page.after) + 1
+    elif page.before:
+        start = max(0, position(page.before) - per_page)
+    elif page.last:
+        start = max(0, len(rows) - per_page)
+    else:
+        start = 0
+    items = list(rows[start:start + per_page])
+    end = start + len(items)
+    return SeekPage(items=items, has_prev=start > 0, has_next=end < len(rows),
+                    prev_cursor=encode_cursor([start]) if items else None,
+                    next_cursor=encode_cursor([end - 1]) if items else None, total=len(rows))

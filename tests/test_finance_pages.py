@@ -305,3 +305,47 @@ def test_cross_check_page(app: Any, make_user: Any, synced: None) -> None:
     assert "No differences" in finance.get("/finance/cross-check?month=2026-10").get_data(as_text=True)
     ran = finance.post("/finance/cross-check/2026-11", follow_redirects=True).get_data(as_text=True)
     assert "No cloud is configured" in ran
+
+
+def test_long_people_lists_are_paged_and_the_home_page_names_the_top_ten(app: Any, make_user: Any) -> None:
+    people = [make_user("member", "torfaen") for _ in range(55)]
+    _bulk_servers(people, 55, 100)  # one small VM each, all November: £18.80 each
+    finance = _client_as(app, make_user, "finance")
+    with frozen_at(utc("2026-12-10T00:00:00")):
+        first = finance.get("/finance/tenants/torfaen?month=2026-11").get_data(as_text=True)
+        shown = re.findall(r'<a href="/finance/people/(\d+)\?month=2026-11">', first)
+        assert len(shown) == 50 and 'id="tenant-total">£1,034.00<' in first  # everyone's total
+        after = re.search(r'<a href="([^"]+)" rel="next">', first)
+        assert after, "a next-page link"
+        second = finance.get(after.group(1).replace("&amp;", "&")).get_data(as_text=True)
+        rest = re.findall(r'<a href="/finance/people/(\d+)\?month=2026-11">', second)
+        assert len(rest) == 5 and not set(rest) & set(shown)
+        assert {int(i) for i in shown + rest} == {p.id for p in people}
+        assert 'id="tenant-total">£1,034.00<' in second and 'rel="next"' not in second
+    admin = app.test_client()
+    sign_in(admin, make_user("tenant_admin", "torfaen").email)
+    with frozen_at(utc("2026-11-10T00:00:00")):
+        home = admin.get("/").get_data(as_text=True)
+    table = re.search(r'<table id="people-spend".*?</table>', home, re.S)
+    assert table
+    named = re.findall(r"\(([^)]+@[^)]+)\)</span>", table.group(0))
+    assert len(named) == 10 and "Everyone else (45 people)" in table.group(0)
+    # 9 days of a small VM: 216 vCPU-h × 0.015 + 432 GB-h × 0.005 + 20 GB × 216/720 × 0.04 = £5.64 each.
+    assert "£310.20" in table.group(0)  # the total is everyone's, not the ten shown
+
+
+def test_in_memory_pages_walk_both_ways() -> None:
+    from cloud_portal.errors import InvalidInput
+    from cloud_portal.paging import PageRequest, encode_cursor, page_of_rows
+    rows = list(range(23))
+    page = page_of_rows(rows, PageRequest(), 10)
+    assert page.items == list(range(10)) and not page.has_prev and page.has_next and page.total == 23
+    page = page_of_rows(rows, PageRequest(after=page.next_cursor), 10)
+    assert page.items == list(range(10, 20)) and page.has_prev and page.has_next
+    page = page_of_rows(rows, PageRequest(after=page.next_cursor), 10)
+    assert page.items == [20, 21, 22] and not page.has_next
+    back = page_of_rows(rows, PageRequest(before=page.prev_cursor), 10)
+    assert back.items == list(range(10, 20))
+    assert page_of_rows(rows, PageRequest(last=True), 10).items == list(range(13, 23))
+    with pytest.raises(InvalidInput):
+        page_of_rows(rows, PageRequest(after=encode_cursor([99])), 10)

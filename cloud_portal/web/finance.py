@@ -13,12 +13,14 @@ from flask_login import current_user
 from cloud_portal.billing import access, charges, crosscheck, months, reports, summaries
 from cloud_portal.catalog.service import get_catalog
 from cloud_portal.errors import InvalidInput, NotFound
+from cloud_portal.paging import PageRequest, page_of_rows
 from cloud_portal.tenants.service import list_tenants
 from cloud_portal.web.common import redirect_on_error, roles_required
 from cloud_portal.web.forms import ConfirmForm
 
 bp = Blueprint("finance", __name__, url_prefix="/finance")
 FINANCE_ROLES = ("finance", "platform_admin")
+PEOPLE_PAGE = 50
 EXPORT_FORMATS = ("csv", "xlsx", "pdf", "journal")
 
 
@@ -65,9 +67,12 @@ def tenant(slug: str):
     ref = reports.tenant_by_slug(slug)
     if ref is None:
         abort(404)
-    people = reports.people_totals(month, ref.id)
+    everyone = reports.people_totals(month, ref.id)
+    # A big tenant has thousands of people with charges: the table shows a page of them (largest
+    # first); the total is everyone's.
+    people = page_of_rows(everyone, PageRequest.from_args(request.args), PEOPLE_PAGE)
     return render_template("finance/tenant.html", tenant=ref, people=people,
-                           total=sum((p.total for p in people), reports.ZERO), **_month_context(month)), status
+                           total=sum((p.total for p in everyone), reports.ZERO), **_month_context(month)), status
 
 
 @bp.route("/people/<int:user_id>")

@@ -16,6 +16,8 @@ from cloud_portal.timeutil import utcnow
 from cloud_portal.web.common import redirect_on_error
 
 bp = Blueprint("portal", __name__)
+#: People named in a tenant admin's "charges by person" on the home page.
+TOP_SPENDERS = 10
 
 
 @bp.route("/account/tokens", methods=["GET", "POST"])
@@ -76,5 +78,9 @@ def home():
         people = db.session.scalar(select(func.count()).select_from(User).where(
             User.tenant_id == current_user.tenant_id, User.active.is_(True)))
         spend_by_person = reports.people_totals(money_so_far.month, current_user.tenant_id)  # four queries
+    # The home page names the biggest spenders; the rest are one line (a big tenant has thousands).
+    shown, rest = spend_by_person[:TOP_SPENDERS], spend_by_person[TOP_SPENDERS:]
     return render_template("portal/home_tenant.html", room=room, people=people, money_so_far=money_so_far,
-                           spend_by_person=spend_by_person, **context)
+                           spend_by_person=shown, others=len(rest),
+                           others_total=sum((p.total for p in rest), reports.ZERO),
+                           spend_total=sum((p.total for p in spend_by_person), reports.ZERO), **context)
