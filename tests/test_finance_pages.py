@@ -349,3 +349,20 @@ def test_in_memory_pages_walk_both_ways() -> None:
     assert page_of_rows(rows, PageRequest(last=True), 10).items == list(range(13, 23))
     with pytest.raises(InvalidInput):
         page_of_rows(rows, PageRequest(after=encode_cursor([99])), 10)
+
+
+def test_rates_are_read_once_per_request_and_afresh_after_a_change(app: Any, count_queries: Any) -> None:
+    from datetime import date
+
+    from cloud_portal.catalog.service import rate_versions, replace_rate_versions
+    wanted = {(key, since): price for key, versions in rate_versions().items() for since, price in versions}
+    with app.test_request_context("/finance/"):
+        with count_queries() as counter:
+            first = rate_versions()
+            assert rate_versions() is first
+        assert counter.count == 1
+        replace_rate_versions({**wanted, ("vcpu_hour", date(2027, 1, 1)): Decimal("0.02")})
+        assert (date(2027, 1, 1), Decimal("0.02")) in rate_versions()["vcpu_hour"]
+    with app.test_request_context("/finance/"):
+        assert (date(2027, 1, 1), Decimal("0.02")) in rate_versions()["vcpu_hour"]
+    db.session.rollback()

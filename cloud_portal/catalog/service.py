@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
+from flask import g, has_request_context
 from sqlalchemy import select
 
 from cloud_portal.catalog.models import DesktopTemplate, Image, Rate, RateVersion, VmSize
@@ -64,11 +65,25 @@ def vm_monthly_estimate(size: VmSize, rates: dict[str, Decimal]) -> Decimal:
     return total.quantize(Decimal("0.01"), rounding="ROUND_HALF_UP")
 
 
+#: Where a request keeps its copy of the rate versions on ``flask.g`` (web/__init__ clears it at
+#: the start of each request, as tests and scripts may run several requests in one app context).
+RATES_CACHE_KEY = "rate_versions"
+
+
 def rate_versions() -> dict[str, list[tuple[date, Decimal]]]:
-    """Rate key (vcpu_hour, ram_gb_hour, disk_gb_month, desktop:<template>) → [(from, price)] by date."""
+    """Rate key (vcpu_hour, ram_gb_hour, disk_gb_month, desktop:<template>) → [(from, price)] by date.
+
+    Read once per web request (a finance page works out a dozen months, each wanting the rates);
+    outside a request (jobs, the CLI, tests) read each time. Callers must not change the result.
+    """
+    cached = g.get(RATES_CACHE_KEY) if has_request_context() else None
+    if cached is not None:
+        return cached
     out: dict[str, list[tuple[date, Decimal]]] = {}
     for row in db.session.scalars(select(RateVersion).order_by(RateVersion.key, RateVersion.effective_from)):
         out.setdefault(row.key, []).append((row.effective_from, row.price))
+    if has_request_context():
+        setattr(g, RATES_CACHE_KEY, out)
     return out
 
 
@@ -79,6 +94,8 @@ def replace_rate_versions(wanted: dict[tuple[str, date], Decimal]) -> list[str]:
     open months at once and closed months through adjustment lines when the next month closes.
     """
     changes: list[str] = []
+    if has_request_context():
+        g.pop(RATES_CACHE_KEY, None)  # the request's copy is stale from here on
     existing = {(r.key, r.effective_from): r for r in db.session.scalars(select(RateVersion))}
     for (key, since), price in wanted.items():
         row = existing.get((key, since))

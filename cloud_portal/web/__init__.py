@@ -9,6 +9,7 @@ from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.routing import IntegerConverter
 
+from cloud_portal.catalog.service import RATES_CACHE_KEY
 from cloud_portal.errors import NotFound, NotPermitted, PortalError
 from cloud_portal.extensions import db
 from cloud_portal.web.common import flash_error, quota_label, role_label
@@ -64,6 +65,7 @@ def register_web(app: Flask) -> None:
         # context spans requests (tests, scripts) a disabled user or old language must not stick.
         g.pop("_login_user", None)
         g.pop("_flask_babel", None)
+        g.pop(RATES_CACHE_KEY, None)
 
     @app.after_request
     def security_headers(response):
