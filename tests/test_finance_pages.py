@@ -322,6 +322,11 @@ def test_long_people_lists_are_paged_and_the_home_page_names_the_top_ten(app: An
         assert len(rest) == 5 and not set(rest) & set(shown)
         assert {int(i) for i in shown + rest} == {p.id for p in people}
         assert 'id="tenant-total">£1,034.00<' in second and 'rel="next"' not in second
+        # A cut or edited link leads back to the list's first page (same month), saying why.
+        broken = finance.get("/finance/tenants/torfaen?month=2026-11&after=bm9wZQ")
+        assert broken.status_code == 302 and broken.headers["Location"].endswith(
+            "/finance/tenants/torfaen?month=2026-11")
+        assert "That page link is not valid" in finance.get(broken.headers["Location"]).get_data(as_text=True)
     admin = app.test_client()
     sign_in(admin, make_user("tenant_admin", "torfaen").email)
     with frozen_at(utc("2026-11-10T00:00:00")):

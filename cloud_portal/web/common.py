@@ -67,16 +67,21 @@ def redirect_on_error(endpoint: str, *arg_names: str) -> Callable[[F], F]:
     return decorator
 
 
-def page_of(listing: Listing[T], per_page: int) -> SeekPage[T]:
-    """The page of ``listing`` the request's ``after``/``before``/``last`` arguments ask for.
+def requested_page() -> PageRequest:
+    """The page the request's ``after``/``before``/``last`` arguments ask for.
 
-    A link whose cursor was tampered with or cut short leads back to the list's first page,
-    with the reason shown there.
+    A link whose cursor was tampered with or cut short leads back to the list's first page
+    (the same URL without the cursor), with the reason shown there.
     """
     g.error_redirect = (request.endpoint, {k: v for k, v in request.args.items()
                                            if k not in ("after", "before", "last")}
                         | dict(request.view_args or {}))
-    return seek_page(listing, PageRequest.from_args(request.args), per_page)
+    return PageRequest.from_args(request.args)
+
+
+def page_of(listing: Listing[T], per_page: int) -> SeekPage[T]:
+    """The page of ``listing`` the request asks for (see :func:`requested_page`)."""
+    return seek_page(listing, requested_page(), per_page)
 
 
 QUOTA_LABELS = {

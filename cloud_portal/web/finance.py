@@ -13,9 +13,9 @@ from flask_login import current_user
 from cloud_portal.billing import access, charges, crosscheck, months, reports, summaries
 from cloud_portal.catalog.service import get_catalog
 from cloud_portal.errors import InvalidInput, NotFound
-from cloud_portal.paging import PageRequest, page_of_rows
+from cloud_portal.paging import page_of_rows
 from cloud_portal.tenants.service import list_tenants
-from cloud_portal.web.common import redirect_on_error, roles_required
+from cloud_portal.web.common import redirect_on_error, requested_page, roles_required
 from cloud_portal.web.forms import ConfirmForm
 
 bp = Blueprint("finance", __name__, url_prefix="/finance")
@@ -70,7 +70,7 @@ def tenant(slug: str):
     everyone = reports.people_totals(month, ref.id)
     # A big tenant has thousands of people with charges: the table shows a page of them (largest
     # first); the total is everyone's.
-    people = page_of_rows(everyone, PageRequest.from_args(request.args), PEOPLE_PAGE)
+    people = page_of_rows(everyone, requested_page(), PEOPLE_PAGE)
     return render_template("finance/tenant.html", tenant=ref, people=people,
                            total=sum((p.total for p in everyone), reports.ZERO), **_month_context(month)), status
 

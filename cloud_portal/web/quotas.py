@@ -6,6 +6,7 @@ action, and the admin sees at once whether OpenStack took it).
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -14,7 +15,7 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
 from cloud_portal.errors import PortalError
-from cloud_portal.paging import Listing, PageRequest, seek_page
+from cloud_portal.paging import PageRequest, seek_page
 from cloud_portal.quotas import service as quotas
 from cloud_portal.quotas.models import QUOTA_RESOURCES
 from cloud_portal.tenants.models import Tenant
@@ -111,7 +112,7 @@ def increase_queue():
     # The queue shows the requests that have waited longest (a page of them: each row is a form);
     # deciding them brings the next ones up.
     open_ones = quotas.increases_listing(current_user, scope="open")
-    waiting = seek_page(Listing(open_ones.query, open_ones.keys, descending=False), PageRequest(), WAITING_SHOWN)
+    waiting = seek_page(replace(open_ones, descending=False), PageRequest(), WAITING_SHOWN)
     decided = page_of(quotas.increases_listing(current_user, scope="decided"), PAGE_SIZE)
     return render_template("quotas/increase_queue.html", waiting=waiting.items, waiting_total=waiting,
                            decided=decided, resources=QUOTA_RESOURCES)
