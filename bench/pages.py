@@ -128,6 +128,7 @@ def populate(url: str, instance: Path, servers: int, users: int) -> dict[str, An
     from cloud_portal.extensions import db
     from cloud_portal.provisioning import models as m
     from cloud_portal.quotas.models import QuotaIncreaseRequest, QuotaReservation
+    from cloud_portal.quotas.service import recount_usage
     from cloud_portal.tenants.service import get_tenant_by_slug
     from tests.fixtures.scale import seed_lists
 
@@ -164,6 +165,7 @@ def populate(url: str, instance: Path, servers: int, users: int) -> dict[str, An
                                                                 .where(m.Server.id.in_(mine)))]
         db.session.execute(update(QuotaReservation).where(QuotaReservation.purpose.in_(purposes))
                            .values(user_id=member.id))
+        recount_usage([tenant.id])
         asks = list(db.session.scalars(select(QuotaIncreaseRequest.id).where(
             QuotaIncreaseRequest.tenant_id == tenant.id).limit(5)))
         db.session.execute(update(QuotaIncreaseRequest).where(QuotaIncreaseRequest.id.in_(asks))

@@ -101,13 +101,14 @@ def reset(app: Any, vcpu_limit: int) -> tuple[int, list[int]]:
     """Empty the tenant's reservations; set its vCPU limit, others large, no per-user limits."""
     from cloud_portal.accounts.models import User
     from cloud_portal.extensions import db
-    from cloud_portal.quotas.models import SCOPE_PER_USER, SCOPE_TENANT, QuotaLimit, QuotaReservation
+    from cloud_portal.quotas.models import SCOPE_PER_USER, SCOPE_TENANT, QuotaLimit, QuotaReservation, QuotaUsage
     from cloud_portal.tenants.service import get_tenant_by_slug
 
     with app.app_context():
         tenant = get_tenant_by_slug(TENANT_SLUG)
         assert tenant is not None
         db.session.execute(delete(QuotaReservation).where(QuotaReservation.tenant_id == tenant.id))
+        db.session.execute(delete(QuotaUsage).where(QuotaUsage.tenant_id == tenant.id))
         db.session.execute(delete(QuotaLimit).where(QuotaLimit.tenant_id == tenant.id))
         for resource in ("instances", "vcpus", "ram_mib", "disk_gb", "desktops"):
             db.session.add(QuotaLimit(tenant_id=tenant.id, scope=SCOPE_TENANT, resource=resource,

@@ -272,6 +272,29 @@ def reconcile() -> None:
 
 
 @main.group()
+def quotas() -> None:
+    """Quota bookkeeping."""
+
+
+@quotas.command("recount")
+@click.option("--tenant", "tenant_slug", default=None, help="Only this tenant (its short name).")
+def quotas_recount(tenant_slug: str | None) -> None:
+    """Count each person's quota usage again from their reservations and put right any total that
+    is wrong (after rows were changed by hand or imported around the portal)."""
+    from cloud_portal.extensions import db
+    from cloud_portal.quotas.service import recount_usage
+
+    def recount() -> None:
+        tenant_ids = [_tenant(tenant_slug).id] if tenant_slug else None
+        corrections = recount_usage(tenant_ids)
+        db.session.commit()
+        for line in corrections:
+            click.echo(line)
+        click.echo(f"{len(corrections)} usage totals corrected" if corrections else "every usage total was right")
+    _run(recount)
+
+
+@main.group()
 def billing() -> None:
     """Monthly charges: close a month, a person's statement, exports."""
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from cloud_portal.audit import service as audit
 from cloud_portal.errors import InvalidInput, NotPermitted
 from cloud_portal.extensions import db
-from cloud_portal.quotas.models import QUOTA_RESOURCES, SCOPE_PER_USER, SCOPE_TENANT, QuotaLimit, QuotaReservation
+from cloud_portal.quotas.models import QUOTA_RESOURCES, SCOPE_PER_USER, SCOPE_TENANT, QuotaLimit, QuotaUsage
 from cloud_portal.quotas.usage import (
-    COUNTED_STATES,
     RESOURCE_WORDS,
     TenantLimits,
     lock_tenant_in_transaction,
@@ -70,10 +69,8 @@ def _over_usage(tenant: Tenant, tenant_new: dict[str, int], per_user_new: dict[s
     lowered = [r for r, limit in per_user_new.items() if limit is not None
                and ((old := before.per_user.get(r)) is None or limit < old)]
     if lowered:
-        columns = [func.coalesce(func.sum(getattr(QuotaReservation, r)), 0) for r in lowered]
-        rows = db.session.execute(select(*columns).where(
-            QuotaReservation.tenant_id == tenant.id, QuotaReservation.state.in_(COUNTED_STATES))
-            .group_by(QuotaReservation.user_id)).all()
+        rows = db.session.execute(select(*[getattr(QuotaUsage, r) for r in lowered])
+                                  .where(QuotaUsage.tenant_id == tenant.id)).all()
         for i, resource in enumerate(lowered):
             limit = per_user_new[resource]
             assert limit is not None

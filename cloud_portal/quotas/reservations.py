@@ -16,7 +16,14 @@ from cloud_portal.quotas.models import (
     RESERVATION_RELEASED,
     QuotaReservation,
 )
-from cloud_portal.quotas.usage import RESOURCE_WORDS, TenantLimits, _quota_transaction, _tenant_and_user_usage
+from cloud_portal.quotas.usage import (
+    COUNTED_STATES,
+    RESOURCE_WORDS,
+    TenantLimits,
+    _quota_transaction,
+    _tenant_and_user_usage,
+    add_usage,
+)
 from cloud_portal.tenants.models import Tenant
 from cloud_portal.timeutil import utcnow
 
@@ -91,9 +98,9 @@ def reserve(tenant: Tenant, user: User, *, instances: int = 0, vcpus: int = 0, r
     acting_email = acting.email
 
     with _quota_transaction(tenant_id) as txn:
-        # Write first, lock, then check with our own reservation counted: on PostgreSQL the
-        # inserts run before the lock, so the lock is held only for one query and the commit.
-        # Nobody else sees the rows before the commit; a refusal rolls them back.
+        # Write first, then lock and check: on PostgreSQL the inserts run before the lock, so the
+        # lock is held only for the check, the usage update and the commit. Nobody else sees the
+        # rows before the commit; a refusal rolls them back.
         reservation = QuotaReservation(tenant_id=tenant_id, user_id=user_id, purpose=purpose,
                                        state=RESERVATION_OPEN, **wanted)
         db.session.add(reservation)
@@ -104,13 +111,13 @@ def reserve(tenant: Tenant, user: User, *, instances: int = 0, vcpus: int = 0, r
         db.session.flush()
         limits = txn.lock()
         tenant_usage, user_usage = _tenant_and_user_usage(tenant_id, user_id)
-        others_tenant = {r: tenant_usage[r] - wanted[r] for r in QUOTA_RESOURCES}
-        others_user = {r: user_usage[r] - wanted[r] for r in QUOTA_RESOURCES}
-        problems = _shortfalls(tenant_name, limits, others_tenant, others_user, wanted)
+        problems = _shortfalls(tenant_name, limits, tenant_usage, user_usage, wanted)
         if problems:
             log.info("quota refused for %s in %s (%s): %s", user_email, tenant_slug, purpose,
                      " ".join(problems))
             raise QuotaExceeded(" ".join(problems))
+        # After the lock (see the lock order in cloud_portal.quotas.usage).
+        add_usage(tenant_id, user_id, wanted)
     log.info("quota reservation %s (%s) for %s made by %s", reservation_id, purpose, user_email,
              acting_email)
     return reservation
@@ -133,12 +140,17 @@ def release(reservation_id: int, reason: str, actor: User | None = None) -> Quot
     reservation = _get_reservation(reservation_id)
     before = reservation.state
     reason = (reason or "").strip()[:200] or "released"
-    result = db.session.execute(
+    # RETURNING: the amounts as they are when the row is ours (a resize may have changed them).
+    given_back = db.session.execute(
         update(QuotaReservation)
         .where(QuotaReservation.id == reservation_id, QuotaReservation.state != RESERVATION_RELEASED)
         .values(state=RESERVATION_RELEASED, released_at=utcnow(), release_reason=reason)
-        .execution_options(synchronize_session="fetch"))
-    if result.rowcount:  # type: ignore[attr-defined]
+        .returning(*[getattr(QuotaReservation, r) for r in QUOTA_RESOURCES])
+        .execution_options(synchronize_session="fetch")).one_or_none()
+    if given_back is not None:
+        # Only open and consumed reservations get here, and both count as usage.
+        add_usage(reservation.tenant_id, reservation.user_id,
+                  {r: -int(amount) for r, amount in zip(QUOTA_RESOURCES, given_back, strict=True)})
         audit.record(actor, "quota.release", "quota_reservation", reservation_id,
                      tenant_id=reservation.tenant_id, before={"state": before},
                      after={"state": RESERVATION_RELEASED, "reason": reason})
@@ -175,9 +187,14 @@ def consume(reservation_id: int, actor: User | None = None) -> QuotaReservation:
 def resize_held(reservation_id: int, *, vcpus: int, ram_mib: int, disk_gb: int) -> None:
     """A resized server's consumed reservation now holds its new size. The caller holds the
     tenant's lock (``serialised_for_tenant``) and commits."""
-    held = db.session.get(QuotaReservation, reservation_id)
-    if held is not None:
-        held.vcpus, held.ram_mib, held.disk_gb = vcpus, ram_mib, disk_gb
+    held = db.session.scalars(select(QuotaReservation).where(QuotaReservation.id == reservation_id)
+                              .with_for_update().execution_options(populate_existing=True)).one_or_none()
+    if held is None:
+        return
+    if held.state in COUNTED_STATES:
+        add_usage(held.tenant_id, held.user_id, {"vcpus": vcpus - held.vcpus, "ram_mib": ram_mib - held.ram_mib,
+                                                 "disk_gb": disk_gb - held.disk_gb})
+    held.vcpus, held.ram_mib, held.disk_gb = vcpus, ram_mib, disk_gb
 
 
 def release_by_purpose(purpose: str, reason: str, actor: User | None = None) -> None:

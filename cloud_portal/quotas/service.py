@@ -25,6 +25,7 @@ from cloud_portal.quotas.usage import (
     headroom,
     limits_for_tenant,
     limits_for_tenants,
+    recount_usage,
     serialised_for_tenant,
     usage_for_tenant,
     usage_for_tenants,
@@ -35,7 +36,7 @@ __all__ = [
     "COUNTED_STATES", "RESOURCE_WORDS", "LimitsBelowUsage", "ResourceHeadroom", "TenantLimits",
     "apply_file_limits", "approve_increase", "change_limits", "consume", "count_open_increases",
     "create_increase", "decide_increase", "IncreaseDecision", "decline_increase", "headroom", "increases_listing",
-    "limits_for_tenant", "limits_for_tenants", "load_increase", "notify_increase_decision", "release",
+    "limits_for_tenant", "limits_for_tenants", "load_increase", "notify_increase_decision", "recount_usage", "release",
     "release_by_purpose", "reserve", "resize_held", "serialised_for_tenant", "set_limits", "usage_for_tenant",
     "usage_for_tenants", "usage_for_user",
 ]

@@ -6,9 +6,15 @@ counts as usage alongside *open* ones; *released* reservations do not count.  Wh
 tracked, usage becomes live servers + open reservations and :data:`COUNTED_STATES` shrinks to
 ``(RESERVATION_OPEN,)``.
 
+Usage is not summed from the reservations on each read: every reservation change adds to or
+takes from the holder's row in ``quota_usage`` (:func:`add_usage`), and reads sum those rows.
+
 Serialisation: :func:`reserve` checks the limits and writes the reservation in one transaction
 that holds a per-tenant lock (see :func:`serialised_for_tenant`), so two concurrent requests can
-never both pass a check that only one of them fits.
+never both pass a check that only one of them fits. Usage only grows under that lock (reserve,
+resize); it shrinks (release) without it, which can only make a concurrent check cautious. Lock
+order, to rule out deadlocks on PostgreSQL: the tenant's lock before any ``quota_usage`` row, and
+no transaction asks for the tenant's lock after changing a usage row.
 """
 from __future__ import annotations
 
@@ -32,10 +38,9 @@ from cloud_portal.quotas.models import (
     SCOPE_TENANT,
     QuotaLimit,
     QuotaReservation,
+    QuotaUsage,
 )
 from cloud_portal.tenants.models import Tenant
-
-log = logging.getLogger(__name__)
 
 log = logging.getLogger(__name__)
 
@@ -83,36 +88,37 @@ def limits_for_tenant(tenant_id: int) -> TenantLimits:
 
 
 # Usage and headroom ---------------------------------------------------------------------------
+# Read from the per-person totals (QuotaUsage), which the reservation changes keep current; a
+# tenant's usage is the sum of its people's rows, so its cost follows the people, not the servers.
 
-def _sums(*conditions: object) -> dict[str, int]:
-    columns = [func.coalesce(func.sum(getattr(QuotaReservation, r)), 0) for r in QUOTA_RESOURCES]
-    row = db.session.execute(select(*columns).where(
-        QuotaReservation.state.in_(COUNTED_STATES), *conditions)).one()  # type: ignore[arg-type]
+def _usage_sums() -> list[Any]:
+    return [func.coalesce(func.sum(getattr(QuotaUsage, r)), 0) for r in QUOTA_RESOURCES]
+
+
+def _as_usage(row: Any) -> dict[str, int]:
     return {resource: int(value) for resource, value in zip(QUOTA_RESOURCES, row, strict=True)}
 
 
 def usage_for_tenant(tenant_id: int) -> dict[str, int]:
     """Resource → amount the tenant uses (in the units of QUOTA_RESOURCES)."""
-    return _sums(QuotaReservation.tenant_id == tenant_id)
+    return _as_usage(db.session.execute(select(*_usage_sums()).where(QuotaUsage.tenant_id == tenant_id)).one())
 
 
 def usage_for_tenants(tenant_ids: list[int]) -> dict[int, dict[str, int]]:
     """Usage of several tenants in one query (for the platform admins' overview)."""
     if not tenant_ids:
         return {}
-    columns = [func.coalesce(func.sum(getattr(QuotaReservation, r)), 0) for r in QUOTA_RESOURCES]
     result = {tid: dict.fromkeys(QUOTA_RESOURCES, 0) for tid in tenant_ids}
-    rows = db.session.execute(select(QuotaReservation.tenant_id, *columns).where(
-        QuotaReservation.tenant_id.in_(tenant_ids), QuotaReservation.state.in_(COUNTED_STATES))
-        .group_by(QuotaReservation.tenant_id))
+    rows = db.session.execute(select(QuotaUsage.tenant_id, *_usage_sums())
+                              .where(QuotaUsage.tenant_id.in_(tenant_ids)).group_by(QuotaUsage.tenant_id))
     for tenant_id, *sums in rows:
-        result[tenant_id] = {r: int(v) for r, v in zip(QUOTA_RESOURCES, sums, strict=True)}
+        result[tenant_id] = _as_usage(sums)
     return result
 
 
 def usage_for_user(user_id: int) -> dict[str, int]:
     """Resource → amount held for this person (counts against per-user limits)."""
-    return _sums(QuotaReservation.user_id == user_id)
+    return _as_usage(db.session.execute(select(*_usage_sums()).where(QuotaUsage.user_id == user_id)).one())
 
 
 @functools.cache
@@ -120,21 +126,68 @@ def _usage_statement() -> Select[Any]:
     """Tenant usage and one person's usage in one query; built once (this runs under the lock,
     and constructing the statement costs more Python time than executing it)."""
     user_id: Any = bindparam("user_id")
-    tenant_cols = [func.coalesce(func.sum(getattr(QuotaReservation, r)), 0) for r in QUOTA_RESOURCES]
-    user_cols = [func.coalesce(func.sum(case((QuotaReservation.user_id == user_id,
-                                              getattr(QuotaReservation, r)), else_=0)), 0)
-                 for r in QUOTA_RESOURCES]
-    return select(*tenant_cols, *user_cols).where(
-        QuotaReservation.tenant_id == bindparam("tenant_id"),
-        QuotaReservation.state.in_(COUNTED_STATES))
+    user_cols = [func.coalesce(func.sum(case((QuotaUsage.user_id == user_id, getattr(QuotaUsage, r)),
+                                             else_=0)), 0) for r in QUOTA_RESOURCES]
+    return select(*_usage_sums(), *user_cols).where(QuotaUsage.tenant_id == bindparam("tenant_id"))
 
 
 def _tenant_and_user_usage(tenant_id: int, user_id: int) -> tuple[dict[str, int], dict[str, int]]:
     row = db.session.execute(_usage_statement(), {"tenant_id": tenant_id, "user_id": user_id}).one()
     n = len(QUOTA_RESOURCES)
-    tenant_usage = {r: int(v) for r, v in zip(QUOTA_RESOURCES, row[:n], strict=True)}
-    user_usage = {r: int(v) for r, v in zip(QUOTA_RESOURCES, row[n:], strict=True)}
-    return tenant_usage, user_usage
+    return _as_usage(row[:n]), _as_usage(row[n:])
+
+
+@functools.cache
+def _add_usage_statement(dialect: str) -> Any:
+    """INSERT … ON CONFLICT DO UPDATE adding to one person's totals (both databases have it)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(QuotaUsage).values(tenant_id=bindparam("tenant_id"), user_id=bindparam("user_id"),
+                                          **{r: bindparam(r) for r in QUOTA_RESOURCES})
+    table = QuotaUsage.__table__.c
+    return statement.on_conflict_do_update(
+        index_elements=[table.tenant_id, table.user_id],
+        set_={r: table[r] + statement.excluded[r] for r in QUOTA_RESOURCES})
+
+
+def add_usage(tenant_id: int, user_id: int, change: dict[str, int]) -> None:
+    """Add ``change`` (resource → amount, negative to give back) to a person's usage totals, in
+    the caller's transaction. Called by every reservation change that moves resources into or out
+    of the counted states; the single UPDATE adds to the committed value, so concurrent changes
+    for one person add up instead of overwriting each other."""
+    amounts = {r: int(change.get(r, 0)) for r in QUOTA_RESOURCES}
+    if not any(amounts.values()):
+        return
+    db.session.execute(_add_usage_statement(db.session.get_bind().dialect.name),
+                       {"tenant_id": tenant_id, "user_id": user_id, **amounts})
+
+
+def recount_usage(tenant_ids: list[int] | None = None) -> list[str]:
+    """Rebuild the usage totals of ``tenant_ids`` (default: every tenant) from their reservations,
+    in the caller's transaction; returns a sentence for each person whose totals were wrong.
+
+    For data written around the services (bulk imports, the benchmarks' seeding, repairs by
+    hand): the services themselves keep the totals right as they go.
+    """
+    counted = (select(QuotaReservation.tenant_id, QuotaReservation.user_id,
+                      *[func.coalesce(func.sum(getattr(QuotaReservation, r)), 0) for r in QUOTA_RESOURCES])
+               .where(QuotaReservation.state.in_(COUNTED_STATES))
+               .group_by(QuotaReservation.tenant_id, QuotaReservation.user_id))
+    kept = select(QuotaUsage.tenant_id, QuotaUsage.user_id, *[getattr(QuotaUsage, r) for r in QUOTA_RESOURCES])
+    if tenant_ids is not None:
+        counted = counted.where(QuotaReservation.tenant_id.in_(tenant_ids))
+        kept = kept.where(QuotaUsage.tenant_id.in_(tenant_ids))
+    should = {(t, u): _as_usage(sums) for t, u, *sums in db.session.execute(counted)}
+    has = {(t, u): _as_usage(sums) for t, u, *sums in db.session.execute(kept)}
+    zero = dict.fromkeys(QUOTA_RESOURCES, 0)
+    corrections: list[str] = []
+    for key in sorted(should.keys() | has.keys()):
+        right, stored = should.get(key, zero), has.get(key, zero)
+        if right != stored:
+            tenant_id, user_id = key
+            corrections.append(f"tenant {tenant_id}, person {user_id}: held {stored}, reservations say {right}")
+            add_usage(tenant_id, user_id, {r: right[r] - stored[r] for r in QUOTA_RESOURCES})
+    return corrections
 
 
 @dataclass(frozen=True)
