@@ -29,7 +29,7 @@ def summed_from_reservations(**where: int) -> dict[str, int]:
     return {r: int(v) for r, v in zip(QUOTA_RESOURCES, row, strict=True)}
 
 
-def test_totals_follow_every_reservation_change(torfaen: Tenant, make_user: Callable[..., User]) -> None:
+def test_totals_follow_every_reservation_change(torfaen: Tenant, make_user: Callable[..., User]) -> None:  # noqa: F811
     people = [make_user("member") for _ in range(3)]
     rng = random.Random(7)
     held: list[int] = []
@@ -60,7 +60,7 @@ def test_totals_follow_every_reservation_change(torfaen: Tenant, make_user: Call
     assert {r: h.user_used for r, h in headroom.items()} == summed_from_reservations(user_id=people[0].id)
 
 
-def test_a_refused_reservation_leaves_the_totals_alone(torfaen: Tenant, make_user: Callable[..., User]) -> None:
+def test_a_refused_reservation_leaves_the_totals_alone(torfaen: Tenant, make_user: Callable[..., User]) -> None:  # noqa: F811
     set_limits(torfaen, SCOPE_TENANT, vcpus=4)
     person = make_user("member")
     quotas.reserve(torfaen, person, instances=1, vcpus=4, purpose="fits")
@@ -74,7 +74,7 @@ def test_a_refused_reservation_leaves_the_totals_alone(torfaen: Tenant, make_use
     assert quotas.usage_for_tenants([torfaen.id])[torfaen.id]["instances"] == 1
 
 
-def test_concurrent_reserves_and_releases_add_up(app: Any, torfaen: Tenant,
+def test_concurrent_reserves_and_releases_add_up(app: Any, torfaen: Tenant,  # noqa: F811
                                                 make_user: Callable[..., User]) -> None:
     """Releases (no tenant lock) and reservations (under it) for the same people at once: no
     deadlock on PostgreSQL, no lost update on either database."""
@@ -114,7 +114,7 @@ def test_concurrent_reserves_and_releases_add_up(app: Any, torfaen: Tenant,
     assert quotas.recount_usage() == []
 
 
-def test_recount_puts_wrong_totals_right(cli: Any, torfaen: Tenant, make_user: Callable[..., User]) -> None:
+def test_recount_puts_wrong_totals_right(cli: Any, torfaen: Tenant, make_user: Callable[..., User]) -> None:  # noqa: F811
     person = make_user("member")
     quotas.reserve(torfaen, person, instances=1, vcpus=2, ram_mib=2048, disk_gb=40, purpose="real")
     # Someone edits the table by hand: the person's total is wrong, and a stray row appears.
