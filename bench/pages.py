@@ -160,7 +160,7 @@ def populate(url: str, instance: Path, servers: int, users: int) -> dict[str, An
         db.session.execute(update(m.Server).where(m.Server.id.in_(mine)).values(owner_id=member.id))
         request_ids = select(m.Server.request_id).where(m.Server.id.in_(mine)).scalar_subquery()
         db.session.execute(update(m.ServerRequest).where(m.ServerRequest.id.in_(request_ids))
-                           .values(requester_id=member.id))
+                           .values(requester_id=member.id, owner_id=member.id))
         purposes = [f"request:{r}" for r in db.session.scalars(select(m.Server.request_id)
                                                                 .where(m.Server.id.in_(mine)))]
         db.session.execute(update(QuotaReservation).where(QuotaReservation.purpose.in_(purposes))

@@ -108,7 +108,7 @@ def test_counts_stop_at_the_cap(app: Any, make_user: Any) -> None:
 def _own_half(member: User, admin: User) -> None:
     """Give half the seeded rows to ``member`` (and their tenant), so "mine" lists are long too."""
     db.session.execute(update(m.ServerRequest).where(m.ServerRequest.id % 2 == 0)
-                       .values(requester_id=member.id, tenant_id=member.tenant_id))
+                       .values(requester_id=member.id, owner_id=member.id, tenant_id=member.tenant_id))
     # Some of them wait for approval, so the approvals lists are never empty either.
     db.session.execute(update(m.ServerRequest).where(m.ServerRequest.id % 4 == 0).values(state=m.PENDING_APPROVAL))
     db.session.execute(update(m.Server).where(m.Server.id % 2 == 0)

@@ -164,6 +164,23 @@ def get_user_by_email(email: str) -> User:
     return user
 
 
+def staff_member(tenant: Tenant, email: str | None, *, purpose: str = "hold servers") -> User:
+    """The active person of ``tenant`` with this e-mail address, who may own servers; InvalidInput
+    naming what to do otherwise (someone to order for, or to hand a server to)."""
+    wanted = (email or "").strip().lower()
+    if not wanted:
+        raise InvalidInput("Give the e-mail address of a person in the organisation.")
+    person = db.session.scalar(select(User).where(User.email == wanted, User.tenant_id == tenant.id))
+    if person is None:
+        raise InvalidInput(f"No one with the address {wanted} belongs to {tenant.name_en}; "
+                           f"add them on the people page first.")
+    if not person.active:
+        raise InvalidInput(f"{person.email} is disabled; enable them first.")
+    if person.is_finance:
+        raise InvalidInput(f"{person.email} has the finance role, which cannot {purpose}.")
+    return person
+
+
 def set_role(actor: User | None, user: User, role: str) -> None:
     """Change someone's role; their sessions end so the new rights apply at once."""
     if actor is not None:

@@ -40,7 +40,8 @@ class ServerRequest(db.Model):  # type: ignore[name-defined]
                       Index("ix_server_requests_state_created", "state", "created_at", "id"),
                       Index("ix_server_requests_created", "created_at", "id"),
                       Index("ix_server_requests_tenant_created", "tenant_id", "created_at", "id"),
-                      Index("ix_server_requests_requester_created", "requester_id", "created_at", "id"))
+                      Index("ix_server_requests_requester_created", "requester_id", "created_at", "id"),
+                      Index("ix_server_requests_owner_created", "owner_id", "created_at", "id"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     #: Globally unique id put in the server's metadata, so a retried create finds its server
@@ -48,6 +49,10 @@ class ServerRequest(db.Model):  # type: ignore[name-defined]
     uid: Mapped[str] = mapped_column(String(32), unique=True, default=lambda: uuid.uuid4().hex)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
     requester_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    #: The person the server is for: the requester, or someone of the tenant a tenant admin ordered
+    #: it for (a desktop for a named member of staff). Their per-person quota holds it, they own
+    #: the server and pay for it.
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     #: "vm" or "desktop"
     kind: Mapped[str] = mapped_column(String(16))
     #: Host name (RFC 1123 label), validated before anything else.
@@ -75,15 +80,20 @@ class ServerRequest(db.Model):  # type: ignore[name-defined]
 
     tenant: Mapped[Tenant] = relationship(lazy="joined")
     requester: Mapped[User] = relationship(foreign_keys=[requester_id], lazy="joined")
+    owner: Mapped[User] = relationship(foreign_keys=[owner_id], lazy="joined")
     server: Mapped[Server | None] = relationship(back_populates="request", uselist=False)
+
+    @property
+    def ordered_for_someone_else(self) -> bool:
+        return self.owner_id != self.requester_id
 
     @property
     def is_open(self) -> bool:
         return self.state in OPEN_REQUEST_STATES
 
     def can_view(self, user: User) -> bool:
-        """The requester, the tenant's admins and platform admins see a request."""
-        return (self.requester_id == user.id or user.is_platform_admin
+        """The requester, the person it is for, the tenant's admins and platform admins see a request."""
+        return (self.requester_id == user.id or self.owner_id == user.id or user.is_platform_admin
                 or (user.is_tenant_admin and self.tenant_id == user.tenant_id))
 
     def can_decide(self, user: User) -> bool:

@@ -66,11 +66,11 @@ def _boot(request: m.ServerRequest, job: m.Job, ctx: CloudContext, project: str)
         "network": ctx.cloud.network_id(ctx.network) or ctx.network, "availability_zone": request.data_hall,
         "security_group": ctx.cloud.default_security_group_id(project) or "default",
         "metadata": {REQUEST_ID_KEY: request_tag(request.uid), "portal_tenant": tenant.slug,
-                     "portal_owner": request.requester.email}}
+                     "portal_owner": request.owner.email}}
     playbook = "create_server.yml"
     if request.kind == m.KIND_DESKTOP:
         playbook = "create_desktop.yml"
-        variables["desktop_user"] = request.requester.email
+        variables["desktop_user"] = request.owner.email
     result = leases.run_playbook(ctx, job, playbook, variables, ctx.provision_timeout_s)
     if not result.ok:
         raise ProvisioningFailed(result.failure_message or "playbook failed")

@@ -8,10 +8,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import selectinload
 
 from cloud_portal.accounts.models import User
+from cloud_portal.accounts.service import staff_member
 from cloud_portal.adapters.cloud import cloud
 from cloud_portal.adapters.openstack import CloudUnavailable
 from cloud_portal.audit import service as audit
@@ -87,18 +88,32 @@ def needs_approval(tenant: Tenant, offer: Offer) -> bool:
     return any(rule(tenant) for rule in _approval_rules)
 
 
+def owner_for(user: User, for_email: str | None) -> User:
+    """The person an order by ``user`` is for: themselves (no address given), or, for a tenant
+    admin, an active member of staff of their tenant named by e-mail address."""
+    wanted = (for_email or "").strip().lower()
+    if not wanted or wanted == user.email.lower():
+        return user
+    if not user.is_tenant_admin:
+        raise NotPermitted("Only a tenant administrator can order for someone else.")
+    return staff_member(user.tenant, wanted)
+
+
 def submit_request(user: User, *, kind: str, catalog_key: str, image_key: str | None, data_hall: str,
-                   name: str) -> m.ServerRequest:
+                   name: str, for_email: str | None = None) -> m.ServerRequest:
     """Check and accept an order: the request and its quota reservation are written together.
 
-    Returns the request in state ``pending_approval`` (over the tenant's threshold) or
-    ``approved``, whose provision job is enqueued when the caller commits. Raises InvalidInput,
-    QuotaExceeded or ProvisioningFailed with nothing written.
+    ``for_email`` names the person it is for when a tenant admin orders for a member of staff
+    (see :func:`owner_for`): it counts against that person's per-person limits, they own the
+    server and pay for it. Returns the request in state ``pending_approval`` (over the tenant's
+    threshold) or ``approved``, whose provision job is enqueued when the caller commits. Raises
+    InvalidInput, NotPermitted, QuotaExceeded or ProvisioningFailed with nothing written.
     """
     if not user.active or user.is_finance:
         raise NotPermitted("Your role cannot order servers.")
     if not user.tenant.active:
         raise OrganisationInactive()
+    owner = owner_for(user, for_email)
     name, offer, image = preflight(user, kind=kind, catalog_key=catalog_key, image_key=image_key,
                                    data_hall=data_hall, name=name)
     tenant = user.tenant
@@ -106,20 +121,23 @@ def submit_request(user: User, *, kind: str, catalog_key: str, image_key: str | 
     db.session.commit()  # the quota lock needs a clean session (see quotas.serialised_for_tenant)
     with quotas.serialised_for_tenant(tenant.id):
         request = m.ServerRequest(
-            tenant_id=tenant.id, requester_id=user.id, kind=kind, name=name, catalog_key=offer.key,
+            tenant_id=tenant.id, requester_id=user.id, owner_id=owner.id, kind=kind, name=name,
+            catalog_key=offer.key,
             image_key=image.key, data_hall=data_hall, flavor=offer.flavor, vcpus=offer.vcpus,
             ram_mib=offer.ram_mib, disk_gb=offer.disk_gb, monthly_estimate=offer.monthly, state=state)
         db.session.add(request)
         db.session.flush()
         reservation = quotas.reserve(
-            tenant, user, instances=1, vcpus=offer.vcpus, ram_mib=offer.ram_mib, disk_gb=offer.disk_gb,
+            tenant, owner, actor=user, instances=1, vcpus=offer.vcpus, ram_mib=offer.ram_mib, disk_gb=offer.disk_gb,
             desktops=1 if kind == m.KIND_DESKTOP else 0, purpose=f"request:{request.id}")
         request.reservation_id = reservation.id
         audit.record(user, "request.submit", "server_request", request.id, tenant_id=tenant.id,
-                     after={"name": name, "kind": kind, "size": offer.key, "hall": data_hall, "state": state})
+                     after={"name": name, "kind": kind, "size": offer.key, "hall": data_hall, "state": state,
+                            "for": owner.email})
     if request.state == m.APPROVED:
         _queue_provisioning(request)
-    log.info("request %s (%s %s) submitted by %s: %s", request.id, kind, name, user.email, state)
+    log.info("request %s (%s %s) submitted by %s for %s: %s", request.id, kind, name, user.email, owner.email,
+             state)
     return request
 
 
@@ -194,10 +212,12 @@ def requests_listing(viewer: User, *, scope: str = "mine") -> Listing[m.ServerRe
     approval ("approvals")."""
     # The server and the requester are loaded with the page (one query each), not one per row.
     query = select(m.ServerRequest).options(selectinload(m.ServerRequest.server),
-                                            selectinload(m.ServerRequest.requester))
+                                            selectinload(m.ServerRequest.requester),
+                                            selectinload(m.ServerRequest.owner))
     keys = (m.ServerRequest.created_at, m.ServerRequest.id)
-    if scope == "mine":
-        return Listing(query.where(m.ServerRequest.requester_id == viewer.id), keys)
+    if scope == "mine":  # made by the viewer, or by a tenant admin for them
+        return Listing(query.where(or_(m.ServerRequest.requester_id == viewer.id,
+                                       m.ServerRequest.owner_id == viewer.id)), keys)
     if not (viewer.is_tenant_admin or viewer.is_platform_admin):
         raise NotPermitted("Only administrators can see other people's requests.")
     if not viewer.is_platform_admin:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event, inspect, select
+from sqlalchemy import event, func, inspect, select
 from sqlalchemy.orm import Session
 
 from cloud_portal.adapters.cloud import cloud
@@ -115,7 +115,7 @@ def create_from_request(request: m.ServerRequest, info: ServerInfo, *, at: datet
                           ram_mib=request.ram_mib, disk_gb=request.disk_gb, image_key=request.image_key,
                           data_hall=request.data_hall, reservation_id=request.reservation_id)
         db.session.add(server)
-        transition(server, cause="created", at=at, status=info.status, owner_id=request.requester_id)
+        transition(server, cause="created", at=at, status=info.status, owner_id=request.owner_id)
     elif server.status != info.status:
         transition(server, cause="created", at=at, status=info.status)
     server.openstack_id, server.fixed_ip = info.id, info.fixed_ip
@@ -141,10 +141,13 @@ SORTABLE = {"name": m.Server.name, "created": m.Server.created_at, "status": m.S
 
 
 def servers_listing(viewer: User, *, scope: str = "mine", sort: str = "created",
-                    descending: bool = True) -> Listing[m.Server]:
-    """Servers (not deleted) visible to ``viewer``, sorted by one of SORTABLE (then by id)."""
+                    descending: bool = True, kind: str | None = None) -> Listing[m.Server]:
+    """Servers (not deleted) visible to ``viewer``, sorted by one of SORTABLE (then by id); only
+    VMs or only desktops when ``kind`` names one."""
     column = SORTABLE.get(sort, m.Server.created_at)
     query = select(m.Server).where(m.Server.status != m.SERVER_DELETED)
+    if kind is not None:
+        query = query.where(m.Server.kind == kind)
     if scope == "mine":
         query = query.where(m.Server.owner_id == viewer.id)
     elif viewer.is_platform_admin and scope == "all":
@@ -154,6 +157,14 @@ def servers_listing(viewer: User, *, scope: str = "mine", sort: str = "created",
     else:
         raise NotPermitted("Only administrators can see other people's servers.")
     return Listing(query, (column, m.Server.id), descending)
+
+
+def desktops_of(user: User, limit: int = 10) -> list[m.Server]:
+    """The desktops ``user`` owns (made for them or by them), newest first, at most ``limit``."""
+    return list(db.session.scalars(
+        select(m.Server).where(m.Server.owner_id == user.id, m.Server.kind == m.KIND_DESKTOP,
+                               m.Server.status != m.SERVER_DELETED)
+        .order_by(m.Server.created_at.desc(), m.Server.id.desc()).limit(limit)))
 
 
 def load_server(user: User, server_id: int) -> m.Server:
@@ -213,16 +224,82 @@ def request_action(user: User, server_id: int, action: str, *, new_size: str | N
     return server, job
 
 
+def transfer_server(actor: User, server_id: int, to_email: str) -> m.Server:
+    """Give a server to another person of its tenant (a leaver's, or work changing hands).
+
+    Tenant admins of the server's tenant and platform admins only. The new owner's per-person
+    limits must have room for it (QuotaExceeded names what they lack); the quota hold moves to
+    them and the owner changes through :func:`transition`, so the billing ledger charges the old
+    owner up to now and the new one from now. Commits.
+    """
+    from cloud_portal.accounts.service import staff_member
+
+    server = load_server(actor, server_id)
+    if not actor.active or not (actor.is_platform_admin or
+                                (actor.is_tenant_admin and actor.tenant_id == server.tenant_id)):
+        raise NotPermitted("Only the organisation's administrators can give a server to someone else.")
+    if server.status == m.SERVER_DELETED:
+        raise InvalidInput("This server has been deleted.")
+    if server.task is not None:
+        raise InvalidInput(f"The server is busy ({server.task}); try again when that has finished.")
+    target = staff_member(server.tenant, to_email, purpose="own servers")
+    if target.id == server.owner_id:
+        raise InvalidInput(f"{target.email} already owns {server.name}.")
+    tenant_id, previous = server.tenant_id, server.owner.email
+    db.session.commit()  # the quota lock needs a clean session
+    with quotas.serialised_for_tenant(tenant_id):
+        locked = db.session.scalars(select(m.Server).where(m.Server.id == server_id)
+                                    .execution_options(populate_existing=True)).one()
+        if locked.status == m.SERVER_DELETED or locked.task is not None:
+            raise InvalidInput("The server changed meanwhile; look at it again and retry.")
+        if locked.reservation_id is not None:
+            quotas.move_hold(locked.reservation_id, target, actor)
+        transition(locked, cause="transfer", owner_id=target.id)
+        audit.record(actor, "server.transfer", "server", locked.id, tenant_id=tenant_id,
+                     before={"owner": previous}, after={"owner": target.email})
+    log.info("server %s given by %s from %s to %s", server_id, actor.email, previous, target.email)
+    return locked
+
+
+def owned_by(owner: User) -> list[m.Server]:
+    """Every live server and desktop ``owner`` owns (for the leaver's page: none are listed
+    anywhere else once they have left)."""
+    return list(db.session.scalars(select(m.Server).where(m.Server.owner_id == owner.id,
+                                                          m.Server.status != m.SERVER_DELETED)
+                                   .order_by(m.Server.name, m.Server.id)))
+
+
+def owned_counts(user_ids: list[int]) -> dict[int, int]:
+    """Person id → how many live servers and desktops they own (one query for a page of people)."""
+    if not user_ids:
+        return {}
+    return dict(db.session.execute(
+        select(m.Server.owner_id, func.count()).where(m.Server.owner_id.in_(user_ids),
+                                                      m.Server.status != m.SERVER_DELETED)
+        .group_by(m.Server.owner_id)).all())
+
+
 def console_url(user: User, server_id: int) -> str | None:
-    """A console address for a running server ``user`` may operate; None when the cloud offers none."""
+    """A fresh console address (Nova's noVNC proxy, with a one-off token) for a running server
+    ``user`` may operate: its owner, their tenant admins, platform admins. Asked of Nova each time
+    (a token is short-lived and single-use), and audit-logged; the caller commits. None when the
+    cloud offers no console. NotFound for anyone who may not see the server."""
     server = load_server(user, server_id)
-    if not server.can_operate(user) or server.status != m.SERVER_ACTIVE:
-        raise InvalidInput("The console is available only for running servers you may operate.")
+    if not server.can_operate(user):
+        raise NotPermitted("Only the server's owner, their tenant administrators and platform administrators "
+                           "can open its console.")
+    if server.status != m.SERVER_ACTIVE:
+        raise InvalidInput("The console is available only while the server is running; start it first.")
     ctx = cloud.context()
     if ctx is None or not server.openstack_id:
         return None
     try:
-        return ctx.cloud.console_url(server.openstack_id)
+        url = ctx.cloud.console_url(server.openstack_id)
     except CloudError as exc:
         log.info("no console for server %s: %s", server.id, exc)
         return None
+    if url:
+        # The address carries a token that opens the console: record who asked, never the token.
+        audit.record(user, "server.console", "server", server.id, tenant_id=server.tenant_id,
+                     after={"protocol": "novnc"})
+    return url

@@ -34,8 +34,9 @@ log = logging.getLogger(__name__)
 
 
 def _shortfalls(tenant_name: str, limits: TenantLimits, tenant_usage: dict[str, int],
-                user_usage: dict[str, int], wanted: dict[str, int]) -> list[str]:
-    """Sentences naming each resource the request does not fit, tenant limits first."""
+                user_usage: dict[str, int], wanted: dict[str, int], holder: str = "You") -> list[str]:
+    """Sentences naming each resource the request does not fit, tenant limits first; ``holder``
+    names whose per-person limit it is ("You", or the person a tenant admin orders for)."""
     problems: list[str] = []
     for resource, need in wanted.items():
         if need <= 0:
@@ -56,7 +57,8 @@ def _shortfalls(tenant_name: str, limits: TenantLimits, tenant_usage: dict[str, 
             continue
         left = max(0, user_limit - user_usage[resource])
         if need > left:
-            problems.append(f"You have {left} of {user_limit} {RESOURCE_WORDS[resource]} left; "
+            has = "have" if holder == "You" else "has"
+            problems.append(f"{holder} {has} {left} of {user_limit} {RESOURCE_WORDS[resource]} left; "
                             f"this request needs {need}.")
     return problems
 
@@ -111,7 +113,8 @@ def reserve(tenant: Tenant, user: User, *, instances: int = 0, vcpus: int = 0, r
         db.session.flush()
         limits = txn.lock()
         tenant_usage, user_usage = _tenant_and_user_usage(tenant_id, user_id)
-        problems = _shortfalls(tenant_name, limits, tenant_usage, user_usage, wanted)
+        holder = "You" if acting is user else user_email
+        problems = _shortfalls(tenant_name, limits, tenant_usage, user_usage, wanted, holder)
         if problems:
             log.info("quota refused for %s in %s (%s): %s", user_email, tenant_slug, purpose,
                      " ".join(problems))
@@ -195,6 +198,44 @@ def resize_held(reservation_id: int, *, vcpus: int, ram_mib: int, disk_gb: int) 
         add_usage(held.tenant_id, held.user_id, {"vcpus": vcpus - held.vcpus, "ram_mib": ram_mib - held.ram_mib,
                                                  "disk_gb": disk_gb - held.disk_gb})
     held.vcpus, held.ram_mib, held.disk_gb = vcpus, ram_mib, disk_gb
+
+
+def move_hold(reservation_id: int, to_user: User, actor: User | None = None) -> None:
+    """Hand a reservation (a live server's hold) to another person of its tenant, if their
+    per-person limits have room for it; the tenant's own usage does not change.
+
+    Joins the caller's ``serialised_for_tenant`` block (or makes its own transaction, which
+    commits). Raises QuotaExceeded naming each resource the person has too little of,
+    InvalidInput for a person of another tenant.
+    """
+    tenant_id = db.session.scalar(select(QuotaReservation.tenant_id).where(QuotaReservation.id == reservation_id))
+    if tenant_id is None:
+        return
+    if to_user.tenant_id != tenant_id:
+        raise InvalidInput(f"{to_user.email} is not a member of the organisation that holds this quota.")
+    with _quota_transaction(tenant_id) as txn:
+        limits = txn.lock()  # the tenant's lock first, then the reservation (see quotas.usage)
+        held = db.session.scalars(select(QuotaReservation).where(QuotaReservation.id == reservation_id)
+                                  .with_for_update().execution_options(populate_existing=True)).one()
+        if held.user_id == to_user.id:
+            return
+        amounts = held.amounts()
+        if held.state in COUNTED_STATES:
+            _, their_usage = _tenant_and_user_usage(tenant_id, to_user.id)
+            problems = []
+            for resource, need in amounts.items():
+                limit = limits.per_user.get(resource)
+                if need > 0 and limit is not None and their_usage[resource] + need > limit:
+                    problems.append(f"{to_user.email} has {max(0, limit - their_usage[resource])} of {limit} "
+                                    f"{RESOURCE_WORDS[resource]} left; this needs {need}.")
+            if problems:
+                raise QuotaExceeded(" ".join(problems))
+            add_usage(tenant_id, held.user_id, {r: -amount for r, amount in amounts.items()})
+            add_usage(tenant_id, to_user.id, amounts)
+        before = held.user_id
+        held.user_id = to_user.id
+        audit.record(actor, "quota.move", "quota_reservation", reservation_id, tenant_id=tenant_id,
+                     before={"user_id": before}, after={"user_id": to_user.id})
 
 
 def release_by_purpose(purpose: str, reason: str, actor: User | None = None) -> None:

@@ -16,7 +16,7 @@ from cloud_portal.quotas.increases import (
     notify_increase_decision,
 )
 from cloud_portal.quotas.limits import LimitsBelowUsage, apply_file_limits, change_limits, set_limits
-from cloud_portal.quotas.reservations import consume, release, release_by_purpose, reserve, resize_held
+from cloud_portal.quotas.reservations import consume, move_hold, release, release_by_purpose, reserve, resize_held
 from cloud_portal.quotas.usage import (
     COUNTED_STATES,
     RESOURCE_WORDS,
@@ -36,7 +36,8 @@ __all__ = [
     "COUNTED_STATES", "RESOURCE_WORDS", "LimitsBelowUsage", "ResourceHeadroom", "TenantLimits",
     "apply_file_limits", "approve_increase", "change_limits", "consume", "count_open_increases",
     "create_increase", "decide_increase", "IncreaseDecision", "decline_increase", "headroom", "increases_listing",
-    "limits_for_tenant", "limits_for_tenants", "load_increase", "notify_increase_decision", "recount_usage", "release",
+    "limits_for_tenant", "limits_for_tenants", "load_increase", "move_hold", "notify_increase_decision",
+    "recount_usage", "release",
     "release_by_purpose", "reserve", "resize_held", "serialised_for_tenant", "set_limits", "usage_for_tenant",
     "usage_for_tenants", "usage_for_user",
 ]

@@ -12,10 +12,11 @@ from cloud_portal.accounts.models import User
 from cloud_portal.audit.service import visible_events_listing
 from cloud_portal.errors import PortalError
 from cloud_portal.extensions import db
+from cloud_portal.provisioning.servers import owned_by, owned_counts
 from cloud_portal.tenants.models import Tenant
 from cloud_portal.tenants.service import list_tenants
 from cloud_portal.web.common import page_of, redirect_on_error, role_label, roles_required, shown_on_form
-from cloud_portal.web.forms import AddUserForm, ConfirmForm, SetRoleForm
+from cloud_portal.web.forms import AddUserForm, ConfirmForm, SetRoleForm, TransferForm
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 ADMINS = ("tenant_admin", "platform_admin")
@@ -75,7 +76,11 @@ def users():
     for person in people.items:
         if person.tenant_id not in role_choices:
             role_choices[person.tenant_id] = [(r, role_label(r)) for r in current_user.assignable_roles(person.tenant)]
-    return render_template("admin/users.html", form=form, people=people, role_choices=role_choices), status
+    # Leavers who still own servers get a link to hand them over (one query for the page, asked
+    # for everyone on it so the page's statements do not depend on who has left).
+    owned = owned_counts([p.id for p in people.items])
+    return render_template("admin/users.html", form=form, people=people, role_choices=role_choices,
+                           owned=owned), status
 
 
 @bp.route("/users/<int:user_id>/role", methods=["POST"])
@@ -105,9 +110,21 @@ def set_active(user_id: int, change: str):
     db.session.commit()
     if change == "enable":
         flash(_("%(email)s can sign in again.", email=user.email), "success")
-    else:
-        flash(_("%(email)s is disabled and has been signed out everywhere.", email=user.email), "success")
+        return redirect(url_for("admin.users"))
+    flash(_("%(email)s is disabled and has been signed out everywhere.", email=user.email), "success")
+    if owned_counts([user.id]):
+        # A leaver's servers keep running and costing: the admin decides what becomes of each.
+        return redirect(url_for("admin.leaver_servers", user_id=user.id))
     return redirect(url_for("admin.users"))
+
+
+@bp.route("/users/<int:user_id>/servers")
+@roles_required(*ADMINS)
+def leaver_servers(user_id: int):
+    """What a person owns, each with "give it to" and "delete" (for leavers above all)."""
+    user = _load_user_for_change(user_id)
+    return render_template("admin/leaver.html", person=user, servers=owned_by(user), transfer=TransferForm(),
+                           confirm=ConfirmForm())
 
 
 @bp.route("/users/<int:user_id>/reset-password", methods=["POST"])

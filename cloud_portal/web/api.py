@@ -20,12 +20,13 @@ from cloud_portal.quotas.models import QUOTA_RESOURCES
 from cloud_portal.quotas.service import headroom
 from cloud_portal.tenants.service import get_tenant_by_slug
 from cloud_portal.unit_of_work import commit
-from cloud_portal.web.api_auth import body, token_required
+from cloud_portal.web.api_auth import body, error, token_required
 from cloud_portal.web.api_models import (
     Decision,
     NewQuotaIncrease,
     NewRequest,
     ServerActionBody,
+    TransferBody,
     increase_json,
     page_json,
     request_json,
@@ -190,11 +191,12 @@ def create_request():
       responses:
         201: {description: "accepted: pending_approval or approved (provisioning queued)"}
         400: {description: "invalid input, with the reason"}
+        403: {description: "ordering for someone else without being their tenant admin"}
         409: {description: "over quota, naming what is short"}
     """
     data = body(NewRequest)
     created = orders.submit_request(g.api_user, kind=data.kind, catalog_key=data.size, image_key=data.image,
-                                    data_hall=data.data_hall, name=data.name)
+                                    data_hall=data.data_hall, name=data.name, for_email=data.for_)
     commit()
     response = jsonify(request_json(created))
     response.status_code = 201
@@ -312,6 +314,51 @@ def server_action(server_id: int):
     return response
 
 
+@bp.route("/servers/<int:server_id>/transfer", methods=["POST"])
+@token_required
+def server_transfer(server_id: int):
+    """Give a server to another person of its organisation (tenant and platform admins).
+    ---
+    post:
+      summary: "Give a server to someone else: {to: e-mail address}; the quota hold and the charges move"
+      requestBody:
+        content:
+          application/json:
+            schema: TransferBody
+      responses:
+        200: {description: "the server with its new owner"}
+        400: {description: "no such person, or the server is busy or deleted"}
+        403: {description: "not an administrator of the server's organisation"}
+        409: {description: "the new owner's own limits have no room for it"}
+    """
+    data = body(TransferBody)
+    server = server_service.transfer_server(g.api_user, server_id, data.to)
+    return jsonify(server_json(server))
+
+
+@bp.route("/servers/<int:server_id>/console", methods=["POST"])
+@token_required
+def server_console(server_id: int):
+    """A fresh browser console address for a running server.
+    ---
+    post:
+      summary: "Ask Nova for a console address (noVNC, one-off token); audit-logged"
+      responses:
+        200: {description: "the address to open in a browser: {url}"}
+        400: {description: "the server is not running"}
+        403: {description: "only the owner, their tenant admins and platform admins"}
+        404: {description: "no such server for the caller"}
+        409: {description: "the cloud offers no console right now"}
+    """
+    url = server_service.console_url(g.api_user, server_id)
+    if not url:
+        db.session.rollback()
+        return error("The cloud offers no console for this server right now; try again in a minute.",
+                     409, "no_console")
+    commit()
+    return jsonify({"url": url})
+
+
 @bp.route("/openapi.json")
 def openapi():
     """The OpenAPI 3 document of this API, generated from the views above."""
@@ -319,7 +366,7 @@ def openapi():
     from apispec_webframeworks.flask import FlaskPlugin
     spec = APISpec(title="Cwmwl Cymru portal API", version="1", openapi_version="3.0.3", plugins=[FlaskPlugin()])
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
-    for model in (NewRequest, Decision, NewQuotaIncrease, ServerActionBody):
+    for model in (NewRequest, Decision, NewQuotaIncrease, ServerActionBody, TransferBody):
         spec.components.schema(model.__name__, model.model_json_schema())
     for name, view in current_app.view_functions.items():
         if name.startswith(("api.", "api_billing.")) and name != "api.openapi":

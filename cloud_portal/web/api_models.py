@@ -25,6 +25,14 @@ class NewRequest(BaseModel):
     image: str | None = Field(default=None, max_length=40)
     data_hall: str = Field(max_length=40)
     name: str = Field(max_length=200)
+    #: E-mail address of the person of the tenant it is for (tenant admins only); default the caller.
+    for_: str | None = Field(default=None, alias="for", max_length=254)
+
+
+class TransferBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    #: E-mail address of the person of the server's organisation who will own it.
+    to: str = Field(min_length=3, max_length=254)
 
 
 class Decision(BaseModel):
@@ -65,7 +73,7 @@ def request_json(r: m.ServerRequest, steps: bool = False) -> dict[str, Any]:
         "id": r.id, "kind": r.kind, "name": r.name, "size": r.catalog_key, "image": r.image_key,
         "data_hall": r.data_hall, "flavor": r.flavor, "vcpus": r.vcpus, "ram_mib": r.ram_mib, "disk_gb": r.disk_gb,
         "monthly_estimate_gbp": str(r.monthly_estimate), "state": r.state, "reason": r.reason,
-        "requester": r.requester.email, "created_at": r.created_at.isoformat(),
+        "requester": r.requester.email, "for": r.owner.email, "created_at": r.created_at.isoformat(),
         "server_id": r.server.id if r.server else None,
     }
     if steps:

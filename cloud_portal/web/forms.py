@@ -65,7 +65,15 @@ class RequestForm(FlaskForm):
     catalog_key = SelectField(_l("Size"), validate_choice=False)
     image_key = SelectField(_l("Image"), validate_choice=False)
     data_hall = SelectField(_l("Data hall"), validate_choice=False)
+    #: Tenant admins only: the e-mail address of the person it is for (blank: themselves).
+    for_email = StringField(_l("For"), validators=[Length(max=254)])
     submit = SubmitField(_l("Submit request"))
+
+
+class TransferForm(FlaskForm):
+    to_email = StringField(_l("Give it to (e-mail address)"), validators=[
+        DataRequired(_l("Enter the e-mail address of the person to give it to.")), Length(max=254)])
+    submit = SubmitField(_l("Give it to them"))
 
 
 class RejectForm(FlaskForm):

@@ -10,6 +10,7 @@ from cloud_portal.accounts.models import User
 from cloud_portal.billing import reports
 from cloud_portal.catalog.service import get_catalog, vm_monthly_estimate
 from cloud_portal.extensions import db
+from cloud_portal.provisioning.servers import desktops_of
 from cloud_portal.quotas.service import headroom, limits_for_tenants
 from cloud_portal.tenants.service import hall_names, list_tenants
 from cloud_portal.timeutil import utcnow
@@ -18,6 +19,8 @@ from cloud_portal.web.common import redirect_on_error
 bp = Blueprint("portal", __name__)
 #: People named in a tenant admin's "charges by person" on the home page.
 TOP_SPENDERS = 10
+#: Desktops listed on a person's home page (all of them are a link away).
+MY_DESKTOPS_SHOWN = 10
 
 
 @bp.route("/account/tokens", methods=["GET", "POST"])
@@ -81,6 +84,7 @@ def home():
     # The home page names the biggest spenders; the rest are one line (a big tenant has thousands).
     shown, rest = spend_by_person[:TOP_SPENDERS], spend_by_person[TOP_SPENDERS:]
     return render_template("portal/home_tenant.html", room=room, people=people, money_so_far=money_so_far,
+                           desktops=desktops_of(current_user, MY_DESKTOPS_SHOWN),
                            spend_by_person=shown, others=len(rest),
                            others_total=sum((p.total for p in rest), reports.ZERO),
                            spend_total=sum((p.total for p in spend_by_person), reports.ZERO), **context)

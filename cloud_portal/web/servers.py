@@ -7,6 +7,7 @@ from flask import (
     Blueprint,
     abort,
     flash,
+    g,
     jsonify,
     redirect,
     render_template,
@@ -31,7 +32,7 @@ from cloud_portal.quotas.service import headroom
 from cloud_portal.tenants.service import hall_names
 from cloud_portal.unit_of_work import commit
 from cloud_portal.web.common import page_of, redirect_on_error, roles_required, shown_on_form
-from cloud_portal.web.forms import ConfirmForm, RejectForm, RequestForm, ResizeForm
+from cloud_portal.web.forms import ConfirmForm, RejectForm, RequestForm, ResizeForm, TransferForm
 
 bp = Blueprint("servers", __name__)
 PAGE_SIZE = 25
@@ -65,14 +66,17 @@ def new_request(kind: str):
         form.catalog_key.data = request.args["size"]
     room = headroom(current_user.tenant_id, current_user.id)
     needed = ("instances", "vcpus", "ram_mib", "disk_gb") + (("desktops",) if kind == "desktop" else ())
-    blocked = [resource for resource, h in room.items() if h.available <= 0 and resource in needed]
+    # A tenant admin may be ordering for someone else, whose own limits the service checks.
+    blocked = [resource for resource, h in room.items() if resource in needed
+               and (h.tenant_left if current_user.is_tenant_admin else h.available) <= 0]
     status = 200
     if form.validate_on_submit():
         try:
             created = orders.submit_request(
                 current_user, kind=kind, catalog_key=form.catalog_key.data or "",
                 image_key=form.image_key.data if kind == m.KIND_VM else None,
-                data_hall=form.data_hall.data or "", name=form.name.data or "")
+                data_hall=form.data_hall.data or "", name=form.name.data or "",
+                for_email=form.for_email.data if current_user.is_tenant_admin else None)
             commit()
         except PortalError as exc:
             status = shown_on_form(exc)
@@ -186,12 +190,16 @@ def approvals():
 def list_servers():
     scope = request.args.get("scope", "mine")
     sort = request.args.get("sort", "created")
-    if scope not in ("mine", "tenant", "all") or sort not in server_service.SORTABLE:
+    kind = request.args.get("kind") or None
+    if scope not in ("mine", "tenant", "all") or sort not in server_service.SORTABLE or \
+            kind not in (None, m.KIND_VM, m.KIND_DESKTOP):
         abort(404)
     descending = request.args.get("dir", "desc") != "asc"
-    listing = server_service.servers_listing(current_user, scope=scope, sort=sort, descending=descending)
+    listing = server_service.servers_listing(current_user, scope=scope, sort=sort, descending=descending,
+                                             kind=kind)
     servers = page_of(listing, PAGE_SIZE)
-    return render_template("servers/servers.html", servers=servers, scope=scope, sort=sort, descending=descending)
+    return render_template("servers/servers.html", servers=servers, scope=scope, sort=sort, descending=descending,
+                           kind=kind)
 
 
 @bp.route("/servers/<int:server_id>")
@@ -204,7 +212,28 @@ def show_server(server_id: int):
                            for s in sizes if s.flavor != server.flavor]
     from cloud_portal.billing.reports import server_cost_so_far
     return render_template("servers/server.html", server=server, confirm=ConfirmForm(), resize=resize,
-                           job=latest_job(server_id=server.id), cost=server_cost_so_far(server.id))
+                           transfer=TransferForm(), job=latest_job(server_id=server.id),
+                           cost=server_cost_so_far(server.id))
+
+
+@bp.route("/servers/<int:server_id>/transfer", methods=["POST"])
+@login_required
+@redirect_on_error("servers.show_server", "server_id")
+def transfer(server_id: int):
+    form = TransferForm()
+    target = url_for("servers.show_server", server_id=server_id)
+    leaver = request.form.get("leaver", type=int)
+    if leaver:  # given from a leaver's page: back there, errors included
+        g.error_redirect = ("admin.leaver_servers", {"user_id": leaver})
+        target = url_for("admin.leaver_servers", user_id=leaver)
+    if not form.validate_on_submit():
+        for errors in form.errors.values():
+            for message in errors:
+                flash(str(message), "error")
+        return redirect(target)
+    server = server_service.transfer_server(current_user, server_id, form.to_email.data or "")
+    flash(_("%(name)s now belongs to %(email)s.", name=server.name, email=server.owner.email), "success")
+    return redirect(target)
 
 
 @bp.route("/servers/<int:server_id>/<any(start, stop, reboot, resize, delete):action>", methods=["POST"])
@@ -223,15 +252,20 @@ def server_action(server_id: int, action: str):
     labels = {"start": _("Start"), "stop": _("Stop"), "reboot": _("Reboot"), "resize": _("Resize"),
               "delete": _("Delete")}
     flash(_("%(action)s requested for %(name)s.", action=labels[action], name=server.name), "success")
+    leaver = request.form.get("leaver", type=int)
+    if leaver:  # deleted from a leaver's page: back to the rest of their servers
+        return redirect(url_for("admin.leaver_servers", user_id=leaver))
     return redirect(url_for("servers.show_server", server_id=server_id))
 
 
-@bp.route("/servers/<int:server_id>/console")
+@bp.route("/servers/<int:server_id>/console", methods=["POST"])
 @login_required
 @redirect_on_error("servers.show_server", "server_id")
 def console(server_id: int):
+    # POST (with the CSRF token): each visit makes a console token and an audit entry.
     url = server_service.console_url(current_user, server_id)
     if not url:
         flash(_("The cloud offers no console for this server right now."), "error")
         return redirect(url_for("servers.show_server", server_id=server_id))
+    commit()
     return redirect(url)
