@@ -81,6 +81,7 @@ def create_app(config_override: Mapping[str, Any] | None = None) -> Flask:
     import cloud_portal.billing.budgets  # noqa: F401  (the budget approval rule)
     import cloud_portal.billing.ledger  # noqa: F401  (the ledger listens to server-state changes)
     import cloud_portal.models  # noqa: F401  (all tables on the metadata)
+    import cloud_portal.provisioning.timed  # noqa: F401  (new VMs get their tenant's office hours)
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True)

@@ -52,6 +52,8 @@ DEFAULTS: dict[str, Any] = {
     "ARTIFACT_KEEP_DAYS": 30,
     #: Minutes between reconciliation runs (0 turns the periodic run off).
     "RECONCILE_INTERVAL_MINUTES": 3,
+    #: Days an expired server stays stopped before it is deleted (its owner can extend it meanwhile).
+    "EXPIRY_GRACE_DAYS": 7,
     #: Sign-in throttling: this many failures for one e-mail (or 4x that from one address)
     #: within the window blocks further attempts until the window has passed.
     "SIGNIN_MAX_FAILURES": 5,
@@ -142,7 +144,8 @@ def check_settings(settings: Mapping[str, Any]) -> None:
             )
     for key in ("JOB_REQUEUE_AFTER_SECONDS", "SIGNIN_MAX_FAILURES", "SIGNIN_WINDOW_SECONDS", "WORKER_THREADS",
                 "PROVISION_TIMEOUT_SECONDS",
-                "ACTION_TIMEOUT_SECONDS", "JOB_LEASE_SECONDS", "TENANT_CONCURRENCY", "ARTIFACT_KEEP_DAYS"):
+                "ACTION_TIMEOUT_SECONDS", "JOB_LEASE_SECONDS", "TENANT_CONCURRENCY", "ARTIFACT_KEEP_DAYS",
+                "EXPIRY_GRACE_DAYS"):
         if int(settings[key]) < 1:
             raise InvalidConfig(f"{key}={settings[key]!r}: must be at least 1")
     try:

@@ -8,6 +8,7 @@ looked up once per function. Money stays Decimal; months are billing-zone calend
 """
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from sqlalchemy import select
 
 from cloud_portal.accounts.models import User
-from cloud_portal.billing import charges, months
+from cloud_portal.billing import charges, ledger, months
 from cloud_portal.billing.models import RUNNING, BillingMonth, StatementLine, UsageInterval
 from cloud_portal.extensions import db
 from cloud_portal.provisioning.models import Server
@@ -282,6 +283,34 @@ def _so_far(*, owner_id: int | None = None, server_id: int | None = None) -> SoF
     so_far = charges.total(months.computed_lines(month, until=now, owner_id=owner_id, server_id=server_id))
     forecast = charges.total(months.computed_lines(month, until=month_end, owner_id=owner_id, server_id=server_id))
     return SoFar(month, so_far, forecast, now)
+
+
+def schedule_savings(server_id: int, month: str | None = None) -> Decimal:
+    """What office hours saved a server in ``month`` (default this one) so far: its charges had
+    it run through the hours its schedule stopped it (ledger intervals begun by "schedule:stop"),
+    less what it was charged. A stopped VM pays for its disk only, so the saving is the vCPU
+    and memory of those hours; desktops are priced by the month and save nothing."""
+    month = month or current_month()
+    zone = months.billing_zone()
+    begin, end = charges.month_bounds(month, zone)
+    until = min(utcnow(), end)
+    u = UsageInterval
+    rows = db.session.execute(select(u.owner_id, u.tenant_id, u.kind, u.catalog_key, u.vcpus, u.ram_mib, u.disk_gb,
+                                     u.state, u.started_at, u.ended_at, u.cause)
+                              .where(u.server_id == server_id, u.started_at < until,
+                                     (u.ended_at.is_(None)) | (u.ended_at > begin))).all()
+    if not any(row.cause.startswith("schedule:stop") for row in rows):
+        return Decimal("0.00")
+    charged, unscheduled = [], []
+    for r in rows:
+        interval = charges.Interval(server_id, r.owner_id, r.tenant_id, r.kind, r.catalog_key, r.vcpus, r.ram_mib,
+                                    r.disk_gb, r.state == RUNNING, r.started_at, r.ended_at)
+        charged.append(interval)
+        stopped_by_schedule = r.cause.startswith("schedule:stop") and r.state != RUNNING
+        unscheduled.append(dataclasses.replace(interval, running=True) if stopped_by_schedule else interval)
+    prices = ledger.price_versions()
+    return (charges.total(charges.month_lines(unscheduled, prices, month, zone, until=until))
+            - charges.total(charges.month_lines(charged, prices, month, zone, until=until)))
 
 
 # A person's month to date -------------------------------------------------------------------

@@ -96,6 +96,17 @@ def reconcile_periodically() -> None:
     reconcile_now()
 
 
+@huey.periodic_task(crontab(minute="*"))
+@with_app_context
+def timed_changes() -> int:
+    """Every minute: office-hours stops and starts, and leases' warnings, stops and deletions."""
+    from cloud_portal.provisioning.timed import run_due_changes
+    report = run_due_changes(dict(current_app.config), grace_days=int(current_app.config["EXPIRY_GRACE_DAYS"]))
+    for line in report.done:
+        log.info("timed change: %s", line)
+    return len(report.done)
+
+
 @with_app_context
 def reconcile_now() -> ReconcileReport:
     """One reconciliation run (also `cloud-portal reconcile`)."""

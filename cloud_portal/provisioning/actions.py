@@ -54,7 +54,8 @@ def _perform_claimed(job: m.Job, ctx: CloudContext, *, final_attempt: bool) -> s
             leases.step(job, "Wait for the server to be gone", "started")
             ctx.cloud.wait_for_deleted(server.openstack_id or "", timeout_s=ctx.action_timeout_s)
             leases.step(job, "Wait for the server to be gone", "ok")
-            server_state.mark_deleted(server, "deleted by its owner")
+            server_state.mark_deleted(server, "deleted at the end of its lease" if job.origin == "expiry"
+                                      else "deleted by its owner")
         else:
             wanted = "/".join(sorted(WANTED_STATUS[action]))
             leases.step(job, f"Wait for the server to be {wanted}", "started")
@@ -63,7 +64,9 @@ def _perform_claimed(job: m.Job, ctx: CloudContext, *, final_attempt: bool) -> s
             if info.status == "ERROR":
                 raise ProvisioningFailed(info.fault or "the server went into ERROR")
             leases.step(job, f"Wait for the server to be {wanted}", "ok", info.status)
-            server_state.transition(server, cause=action, status=info.status)
+            # The ledger keeps the cause: "schedule:stop" is how a schedule's savings are found.
+            cause = f"{job.origin}:{action}" if job.origin else action
+            server_state.transition(server, cause=cause, status=info.status)
             server.fixed_ip, server.problem = info.fixed_ip, None
             if action == "resize" and size is not None:
                 _apply_resize(server, size, job)

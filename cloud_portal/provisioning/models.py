@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from sqlalchemy import ForeignKey, Index, Integer, Numeric, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, Integer, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from cloud_portal.extensions import db
@@ -75,6 +75,8 @@ class ServerRequest(db.Model):  # type: ignore[name-defined]
     decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     reservation_id: Mapped[int | None] = mapped_column(ForeignKey("quota_reservations.id"), nullable=True)
+    #: When the server is to be stopped and, after the grace period, deleted (None: no end).
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -162,6 +164,10 @@ class Server(db.Model):  # type: ignore[name-defined]
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     #: When reconciliation last saw it in OpenStack.
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: End of its lease: warned 7 and 1 days before, stopped then, deleted after the grace period.
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+    #: How far expiry has gone: None, "warned_7", "warned_1", "stopped" (reset by an extension).
+    expiry_stage: Mapped[str | None] = mapped_column(String(12), nullable=True)
 
     owner: Mapped[User] = relationship(lazy="joined")
     tenant: Mapped[Tenant] = relationship(lazy="joined")
@@ -217,6 +223,9 @@ class Job(db.Model):  # type: ignore[name-defined]
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     #: A running job past this is failed by reconciliation (worker died or hung).
     deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: Who asked when not a person: "schedule" (office hours) or "expiry"; the ledger's cause
+    #: then reads e.g. "schedule:stop", which is how a schedule's savings are found.
+    origin: Mapped[str | None] = mapped_column(String(20), nullable=True)
 
     steps: Mapped[list[JobStep]] = relationship(order_by="JobStep.seq", lazy="selectin",
                                                 cascade="all, delete-orphan")
@@ -237,6 +246,36 @@ class JobStep(db.Model):  # type: ignore[name-defined]
     status: Mapped[str] = mapped_column(String(20))
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     message: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+# Schedules and expiry ----------------------------------------------------------------
+
+class ServerSchedule(db.Model):  # type: ignore[name-defined]
+    """A server's office hours (see :class:`cloud_portal.weekly.Weekly`) and the next change due.
+
+    The worker carries out changes whose ``next_at`` has passed (stop or start through the action
+    playbook); a busy server is tried again a few minutes later, up to ``MAX_SCHEDULE_RETRIES``.
+    """
+
+    __tablename__ = "server_schedules"
+
+    server_id: Mapped[int] = mapped_column(ForeignKey("servers.id", ondelete="CASCADE"), primary_key=True)
+    #: Days it applies, e.g. ["mon", "tue", "wed", "thu", "fri"].
+    days: Mapped[list[str]] = mapped_column(JSON)
+    #: Local wall-clock times "HH:MM" (None: that half is off) in ``timezone``.
+    stop_at: Mapped[str | None] = mapped_column(String(5), nullable=True)
+    start_at: Mapped[str | None] = mapped_column(String(5), nullable=True)
+    timezone: Mapped[str] = mapped_column(String(64))
+    #: "stop" | "start": the next change, due at ``next_at`` (UTC); None when nothing is due.
+    next_action: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    next_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+    #: Tries of the change now due (a busy server is tried again).
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: What happened last, in plain words (shown on the server page).
+    last_note: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    server: Mapped[Server] = relationship()
 
 
 # Reconciliation finding kinds.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import date
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import selectinload
@@ -24,6 +25,7 @@ from cloud_portal.paging import Listing
 from cloud_portal.provisioning import leases, lifecycle
 from cloud_portal.provisioning import models as m
 from cloud_portal.provisioning.leftovers import release_request_quota, remove_half_made
+from cloud_portal.provisioning.timed import check_lease
 from cloud_portal.provisioning.validation import validate_hostname
 from cloud_portal.quotas import service as quotas
 from cloud_portal.tenants.models import Tenant
@@ -100,14 +102,17 @@ def owner_for(user: User, for_email: str | None) -> User:
 
 
 def submit_request(user: User, *, kind: str, catalog_key: str, image_key: str | None, data_hall: str,
-                   name: str, for_email: str | None = None) -> m.ServerRequest:
+                   name: str, for_email: str | None = None, expires_on: date | None = None) -> m.ServerRequest:
     """Check and accept an order: the request and its quota reservation are written together.
 
     ``for_email`` names the person it is for when a tenant admin orders for a member of staff
     (see :func:`owner_for`): it counts against that person's per-person limits, they own the
-    server and pay for it. Returns the request in state ``pending_approval`` (over the tenant's
-    threshold) or ``approved``, whose provision job is enqueued when the caller commits. Raises
-    InvalidInput, NotPermitted, QuotaExceeded or ProvisioningFailed with nothing written.
+    server and pay for it. ``expires_on`` is the last day it is needed (the tenant may require
+    one for some sizes, and limits how far ahead; see :func:`timed.check_lease`): the server is
+    stopped when it ends and deleted after the grace period. Returns the request in state
+    ``pending_approval`` (over the tenant's threshold) or ``approved``, whose provision job is
+    enqueued when the caller commits. Raises InvalidInput, NotPermitted, QuotaExceeded or
+    ProvisioningFailed with nothing written.
     """
     if not user.active or user.is_finance:
         raise NotPermitted("Your role cannot order servers.")
@@ -117,12 +122,13 @@ def submit_request(user: User, *, kind: str, catalog_key: str, image_key: str | 
     name, offer, image = preflight(user, kind=kind, catalog_key=catalog_key, image_key=image_key,
                                    data_hall=data_hall, name=name)
     tenant = user.tenant
+    expires_at = check_lease(tenant, offer.key, expires_on)
     state = m.PENDING_APPROVAL if needs_approval(tenant, offer) else m.APPROVED
     db.session.commit()  # the quota lock needs a clean session (see quotas.serialised_for_tenant)
     with quotas.serialised_for_tenant(tenant.id):
         request = m.ServerRequest(
             tenant_id=tenant.id, requester_id=user.id, owner_id=owner.id, kind=kind, name=name,
-            catalog_key=offer.key,
+            catalog_key=offer.key, expires_at=expires_at,
             image_key=image.key, data_hall=data_hall, flavor=offer.flavor, vcpus=offer.vcpus,
             ram_mib=offer.ram_mib, disk_gb=offer.disk_gb, monthly_estimate=offer.monthly, state=state)
         db.session.add(request)

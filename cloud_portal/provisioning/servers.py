@@ -52,6 +52,14 @@ class Change:
 _listeners: list[Callable[[Change], None]] = []
 
 
+_created_listeners: list[Callable[[m.Server], None]] = []
+
+
+def on_created(listener: Callable[[m.Server], None]) -> None:
+    """Call ``listener`` with each new server record (office-hours defaults), in its transaction."""
+    _created_listeners.append(listener)
+
+
 def on_transition(listener: Callable[[Change], None]) -> None:
     """Call ``listener`` for every server-state change, inside the change's transaction."""
     _listeners.append(listener)
@@ -116,6 +124,9 @@ def create_from_request(request: m.ServerRequest, info: ServerInfo, *, at: datet
                           data_hall=request.data_hall, reservation_id=request.reservation_id)
         db.session.add(server)
         transition(server, cause="created", at=at, status=info.status, owner_id=request.owner_id)
+        server.expires_at = request.expires_at
+        for listener in _created_listeners:
+            listener(server)
     elif server.status != info.status:
         transition(server, cause="created", at=at, status=info.status)
     server.openstack_id, server.fixed_ip = info.id, info.fixed_ip
@@ -216,12 +227,24 @@ def request_action(user: User, server_id: int, action: str, *, new_size: str | N
         if any(extra.values()):
             db.session.commit()  # the quota lock needs a clean session
             quotas.reserve(server.tenant, server.owner, purpose=f"resize:{job_id}", actor=user, **extra)
-    job = leases.new_job(m.JOB_ACTION, job_id=job_id, action=job_action, tenant_id=server.tenant_id,
-                         server_id=server.id)
-    server.task = action
-    audit.record(user, f"server.{action}", "server", server.id, tenant_id=server.tenant_id, after=details)
-    leases.enqueue(job)
+    job = queue_action(server, job_action, actor=user, job_id=job_id, details=details)
     return server, job
+
+
+def queue_action(server: m.Server, action: str, *, actor: User | None, origin: str | None = None,
+                 job_id: str | None = None, details: dict[str, Any] | None = None) -> m.Job:
+    """Record an action job for ``server`` (marked busy) and enqueue it when the caller commits.
+    ``actor`` None with an ``origin`` ("schedule", "expiry") is the portal acting on its own;
+    the caller has checked the action is allowed."""
+    job = leases.new_job(m.JOB_ACTION, job_id=job_id, action=action, tenant_id=server.tenant_id,
+                         server_id=server.id)
+    job.origin = origin
+    verb = action.partition(":")[0]
+    server.task = verb
+    audit.record(actor, f"server.{verb}", "server", server.id, tenant_id=server.tenant_id,
+                 after={**(details or {"action": verb}), **({"by": origin} if origin else {})})
+    leases.enqueue(job)
+    return job
 
 
 def transfer_server(actor: User, server_id: int, to_email: str) -> m.Server:

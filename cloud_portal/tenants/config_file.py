@@ -22,9 +22,11 @@ from pydantic import (
     StrictStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from cloud_portal.errors import InvalidConfig
+from cloud_portal.weekly import WEEKDAYS, ScheduleError, Weekly
 
 SLUG_RE = re.compile(r"^[a-z][a-z0-9-]{1,38}[a-z0-9]$")
 FLAVOR_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
@@ -107,6 +109,31 @@ class Budget(Strict):
     _money = field_validator("monthly", mode="before")(classmethod(lambda cls, v: _money(v)))
 
 
+class OfficeHours(Strict):
+    """The tenant's default schedule for new VMs: stop and start times (local, HH:MM) on days."""
+
+    days: Annotated[list[StrictStr], Field(min_length=1)] = list(WEEKDAYS[:5])
+    stop: StrictStr | None = None
+    start: StrictStr | None = None
+    timezone: StrictStr = "Europe/London"
+
+    @model_validator(mode="after")
+    def _keepable(self) -> OfficeHours:
+        try:
+            Weekly.parse(days=self.days, stop=self.stop, start=self.start, zone=self.timezone)
+        except ScheduleError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+
+class Lease(Strict):
+    """How long servers may be ordered for: the longest lease, and the sizes that must have one."""
+
+    max_days: Annotated[StrictInt, Field(ge=1, le=3650)] | None = None
+    #: Catalog keys (VM sizes or desktops) whose orders must carry an expiry date.
+    required_for: list[StrictStr] = []
+
+
 DOMAIN_RE = re.compile(r"^(?=.{3,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 #: The roles a member tenant's people can have (accounts.models.TENANT_ROLES; a test keeps them equal).
@@ -168,6 +195,9 @@ class TenantEntry(Strict):
     sso: SingleSignOn | None = None
     #: False: the tenant's people sign in only through its provider (``sso``).
     password_sign_in: bool = True
+    #: Default office hours for the tenant's new VMs (each VM's can be changed on its page).
+    office_hours: OfficeHours | None = None
+    lease: Lease | None = None
 
 
     @field_validator("cost_centre")
@@ -354,6 +384,11 @@ def _cross_check(doc: TenantsFile) -> list[tuple[str, str]]:
             problems.append((f"tenants[{i}].quotas.desktops",
                              f"{tenant.quotas.desktops} desktops exceeds the tenant's "
                              f"{tenant.quotas.instances} instances (desktops count as instances)"))
+        sizes = {v.key for v in doc.catalog.vm_sizes} | {d.key for d in doc.catalog.desktops}
+        for j, key in enumerate(tenant.lease.required_for if tenant.lease else []):
+            if key not in sizes:
+                problems.append((f"tenants[{i}].lease.required_for[{j}]", f"{key!r} is not a size or desktop "
+                                 f"in the catalog (known: {', '.join(sorted(sizes))})"))
         for resource, per_user in tenant.per_user_quotas.model_dump().items():
             if per_user is not None and per_user > getattr(tenant.quotas, resource):
                 problems.append((f"tenants[{i}].per_user_quotas.{resource}",

@@ -41,6 +41,11 @@ class Tenant(db.Model):  # type: ignore[name-defined]
     #: False: the tenant's people may sign in only through its provider.
     password_sign_in: Mapped[bool] = mapped_column(Boolean, default=True, server_default=sa_true())
     #: False when the tenant has been removed from tenants.yaml (rows are kept for billing).
+    #: Default office hours for new VMs ({days, stop, start, timezone}; see cloud_portal.weekly).
+    office_hours: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    #: Longest lease a server may have, in days (None: no limit), and the sizes that must have one.
+    lease_max_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    lease_required_for: Mapped[list[str]] = mapped_column(JSON, default=list)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     #: OpenStack project id once the sync playbook has created it.
     openstack_project_id: Mapped[str | None] = mapped_column(String(64), nullable=True)

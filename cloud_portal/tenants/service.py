@@ -107,7 +107,10 @@ def sync_tenants(doc: TenantsFile, actor: User | None = None) -> SyncReport:
             approval_vcpus_over=entry.approval.vcpus_over,
             budget_monthly=entry.budget.monthly if entry.budget else None,
             over_budget=entry.budget.over_budget if entry.budget else "warn",
-            sso=entry.sso.model_dump() if entry.sso else None, password_sign_in=entry.password_sign_in)
+            sso=entry.sso.model_dump() if entry.sso else None, password_sign_in=entry.password_sign_in,
+            office_hours=entry.office_hours.model_dump() if entry.office_hours else None,
+            lease_max_days=entry.lease.max_days if entry.lease else None,
+            lease_required_for=list(entry.lease.required_for) if entry.lease else [])
     for slug, values in wanted.items():
         tenant = existing.get(slug)
         if tenant is None:

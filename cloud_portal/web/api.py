@@ -15,6 +15,7 @@ from cloud_portal.errors import InvalidInput, NotFound, NotPermitted
 from cloud_portal.extensions import csrf, db
 from cloud_portal.provisioning import requests as orders
 from cloud_portal.provisioning import servers as server_service
+from cloud_portal.provisioning import timed
 from cloud_portal.quotas import service as quota_service
 from cloud_portal.quotas.models import QUOTA_RESOURCES
 from cloud_portal.quotas.service import headroom
@@ -23,13 +24,16 @@ from cloud_portal.unit_of_work import commit
 from cloud_portal.web.api_auth import body, error, token_required
 from cloud_portal.web.api_models import (
     Decision,
+    ExtendBody,
     NewQuotaIncrease,
     NewRequest,
+    ScheduleBody,
     ServerActionBody,
     TransferBody,
     increase_json,
     page_json,
     request_json,
+    schedule_json,
     server_json,
 )
 
@@ -196,7 +200,8 @@ def create_request():
     """
     data = body(NewRequest)
     created = orders.submit_request(g.api_user, kind=data.kind, catalog_key=data.size, image_key=data.image,
-                                    data_hall=data.data_hall, name=data.name, for_email=data.for_)
+                                    data_hall=data.data_hall, name=data.name, for_email=data.for_,
+                                    expires_on=data.expires_on)
     commit()
     response = jsonify(request_json(created))
     response.status_code = 201
@@ -288,7 +293,8 @@ def get_server(server_id: int):
         200: {description: "the server"}
         404: {description: "no such server visible to the caller"}
     """
-    return jsonify(server_json(server_service.load_server(g.api_user, server_id)))
+    server = server_service.load_server(g.api_user, server_id)
+    return jsonify({**server_json(server), "schedule": schedule_json(timed.schedule_for(server.id))})
 
 
 @bp.route("/servers/<int:server_id>/actions", methods=["POST"])
@@ -312,6 +318,64 @@ def server_action(server_id: int):
     response = jsonify({"job": job.id, "server": server_json(server)})
     response.status_code = 202
     return response
+
+
+@bp.route("/servers/<int:server_id>/schedule", methods=["PUT"])
+@token_required
+def put_schedule(server_id: int):
+    """Set a server's office hours.
+    ---
+    put:
+      summary: "Office hours: stop and/or start at local times (HH:MM) on the given days, in a time zone"
+      requestBody:
+        content:
+          application/json:
+            schema: ScheduleBody
+      responses:
+        200: {description: "the schedule, with the next change due"}
+        400: {description: "a time, day or zone that cannot be kept, with the reason"}
+    """
+    data = body(ScheduleBody)
+    row = timed.set_schedule(g.api_user, server_id, days=data.days, stop=data.stop, start=data.start,
+                             timezone=data.timezone)
+    commit()
+    return jsonify(schedule_json(row))
+
+
+@bp.route("/servers/<int:server_id>/schedule", methods=["DELETE"])
+@token_required
+def delete_schedule(server_id: int):
+    """Remove a server's office hours.
+    ---
+    delete:
+      summary: "Remove the office hours (the server runs until someone stops it)"
+      responses:
+        204: {description: "removed (or there were none)"}
+    """
+    timed.clear_schedule(g.api_user, server_id)
+    commit()
+    return "", 204
+
+
+@bp.route("/servers/<int:server_id>/extend", methods=["POST"])
+@token_required
+def extend_server(server_id: int):
+    """Keep a server longer.
+    ---
+    post:
+      summary: "Move the expiry to the end of a later day (within the organisation's longest lease)"
+      requestBody:
+        content:
+          application/json:
+            schema: ExtendBody
+      responses:
+        200: {description: "the server with its new expiry"}
+        400: {description: "a day in the past or beyond the longest lease"}
+    """
+    data = body(ExtendBody)
+    server = timed.extend_lease(g.api_user, server_id, data.until)
+    commit()
+    return jsonify(server_json(server))
 
 
 @bp.route("/servers/<int:server_id>/transfer", methods=["POST"])
@@ -366,7 +430,8 @@ def openapi():
     from apispec_webframeworks.flask import FlaskPlugin
     spec = APISpec(title="Cwmwl Cymru portal API", version="1", openapi_version="3.0.3", plugins=[FlaskPlugin()])
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
-    for model in (NewRequest, Decision, NewQuotaIncrease, ServerActionBody, TransferBody):
+    for model in (NewRequest, Decision, NewQuotaIncrease, ServerActionBody, TransferBody, ScheduleBody,
+                  ExtendBody):
         spec.components.schema(model.__name__, model.model_json_schema())
     for name, view in current_app.view_functions.items():
         if name.startswith(("api.", "api_billing.")) and name != "api.openapi":

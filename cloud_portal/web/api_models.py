@@ -3,6 +3,7 @@ of what they get back (used by web/api.py and its OpenAPI document)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 from typing import Any, Literal
 
 from flask import jsonify, request
@@ -27,6 +28,24 @@ class NewRequest(BaseModel):
     name: str = Field(max_length=200)
     #: E-mail address of the person of the tenant it is for (tenant admins only); default the caller.
     for_: str | None = Field(default=None, alias="for", max_length=254)
+    #: The last day it is needed (required by some tenants for some sizes).
+    expires_on: date | None = None
+
+
+class ScheduleBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    #: Days it applies, e.g. ["mon", "tue", "wed", "thu", "fri"].
+    days: list[str] = Field(min_length=1, max_length=7)
+    #: Local times "HH:MM"; either may be null (that half is off).
+    stop: str | None = Field(default=None, max_length=5)
+    start: str | None = Field(default=None, max_length=5)
+    timezone: str = Field(default="Europe/London", max_length=64)
+
+
+class ExtendBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    #: The last day the server is needed (it is stopped when that day ends, UK time).
+    until: date
 
 
 class TransferBody(BaseModel):
@@ -87,7 +106,16 @@ def server_json(s: m.Server) -> dict[str, Any]:
     return {"id": s.id, "name": s.name, "kind": s.kind, "status": s.status, "task": s.task, "flavor": s.flavor,
             "vcpus": s.vcpus, "ram_mib": s.ram_mib, "disk_gb": s.disk_gb, "data_hall": s.data_hall,
             "fixed_ip": s.fixed_ip, "openstack_id": s.openstack_id, "owner": s.owner.email, "problem": s.problem,
+            "expires_at": s.expires_at.isoformat() if s.expires_at else None,
             "created_at": s.created_at.isoformat()}
+
+
+def schedule_json(row: m.ServerSchedule | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    return {"days": row.days, "stop": row.stop_at, "start": row.start_at, "timezone": row.timezone,
+            "next_action": row.next_action, "next_at": row.next_at.isoformat() if row.next_at else None,
+            "last_note": row.last_note}
 
 
 def increase_json(i: QuotaIncreaseRequest) -> dict[str, Any]:

@@ -5,16 +5,19 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
+    DateField,
     EmailField,
     HiddenField,
     IntegerField,
     PasswordField,
     SelectField,
+    SelectMultipleField,
     StringField,
     SubmitField,
     TextAreaField,
 )
 from wtforms.validators import DataRequired, Email, InputRequired, Length, NumberRange, Optional
+from wtforms.widgets import CheckboxInput, ListWidget
 
 
 class SignInForm(FlaskForm):
@@ -67,6 +70,8 @@ class RequestForm(FlaskForm):
     data_hall = SelectField(_l("Data hall"), validate_choice=False)
     #: Tenant admins only: the e-mail address of the person it is for (blank: themselves).
     for_email = StringField(_l("For"), validators=[Length(max=254)])
+    #: The last day it is needed (optional unless the tenant requires one for the size).
+    expires_on = DateField(_l("Needed until"), validators=[Optional()])
     submit = SubmitField(_l("Submit request"))
 
 
@@ -74,6 +79,22 @@ class TransferForm(FlaskForm):
     to_email = StringField(_l("Give it to (e-mail address)"), validators=[
         DataRequired(_l("Enter the e-mail address of the person to give it to.")), Length(max=254)])
     submit = SubmitField(_l("Give it to them"))
+
+
+class ScheduleForm(FlaskForm):
+    """Office hours: days of the week, a stop time and a start time (either may be left empty)."""
+
+    days = SelectMultipleField(_l("Days"), widget=ListWidget(prefix_label=False), option_widget=CheckboxInput(),
+                               validate_choice=False)
+    stop = StringField(_l("Stop at (HH:MM)"), validators=[Length(max=5)])
+    start = StringField(_l("Start at (HH:MM)"), validators=[Length(max=5)])
+    timezone = StringField(_l("Time zone"), default="Europe/London", validators=[Length(max=64)])
+    submit = SubmitField(_l("Save office hours"))
+
+
+class ExtendForm(FlaskForm):
+    until = DateField(_l("Keep it until"), validators=[DataRequired(_l("Choose the last day it is needed."))])
+    submit = SubmitField(_l("Extend"))
 
 
 class RejectForm(FlaskForm):

@@ -27,12 +27,22 @@ from cloud_portal.extensions import db
 from cloud_portal.provisioning import models as m
 from cloud_portal.provisioning import requests as orders
 from cloud_portal.provisioning import servers as server_service
+from cloud_portal.provisioning import timed
 from cloud_portal.provisioning.leases import latest_job
 from cloud_portal.quotas.service import headroom
 from cloud_portal.tenants.service import hall_names
 from cloud_portal.unit_of_work import commit
 from cloud_portal.web.common import page_of, redirect_on_error, roles_required, shown_on_form
-from cloud_portal.web.forms import ConfirmForm, RejectForm, RequestForm, ResizeForm, TransferForm
+from cloud_portal.web.forms import (
+    ConfirmForm,
+    ExtendForm,
+    RejectForm,
+    RequestForm,
+    ResizeForm,
+    ScheduleForm,
+    TransferForm,
+)
+from cloud_portal.weekly import WEEKDAYS
 
 bp = Blueprint("servers", __name__)
 PAGE_SIZE = 25
@@ -76,7 +86,8 @@ def new_request(kind: str):
                 current_user, kind=kind, catalog_key=form.catalog_key.data or "",
                 image_key=form.image_key.data if kind == m.KIND_VM else None,
                 data_hall=form.data_hall.data or "", name=form.name.data or "",
-                for_email=form.for_email.data if current_user.is_tenant_admin else None)
+                for_email=form.for_email.data if current_user.is_tenant_admin else None,
+                expires_on=form.expires_on.data)
             commit()
         except PortalError as exc:
             status = shown_on_form(exc)
@@ -210,10 +221,67 @@ def show_server(server_id: int):
     sizes = db.session.scalars(select(VmSize).where(VmSize.active.is_(True)).order_by(VmSize.vcpus, VmSize.ram_mib))
     resize.size.choices = [(s.key, f"{s.display_name(_locale())} ({s.vcpus} vCPU, {s.ram_mib // 1024} GiB)")
                            for s in sizes if s.flavor != server.flavor]
-    from cloud_portal.billing.reports import server_cost_so_far
+    from cloud_portal.billing.reports import schedule_savings, server_cost_so_far
+    row = timed.schedule_for(server.id)
+    schedule = ScheduleForm()
+    schedule.days.choices = [(d, label) for d, label in _weekday_labels().items()]
+    if row is not None:
+        schedule.days.data, schedule.stop.data, schedule.start.data = row.days, row.stop_at, row.start_at
+        schedule.timezone.data = row.timezone
+    else:
+        schedule.days.data = list(WEEKDAYS[:5])
     return render_template("servers/server.html", server=server, confirm=ConfirmForm(), resize=resize,
                            transfer=TransferForm(), job=latest_job(server_id=server.id),
-                           cost=server_cost_so_far(server.id))
+                           cost=server_cost_so_far(server.id), schedule_row=row, schedule=schedule,
+                           weekday_labels=_weekday_labels(), extend=ExtendForm(),
+                           saved=schedule_savings(server.id) if row is not None else None,
+                           next_local=timed.local_time(row.next_at, row.timezone) if row and row.next_at else "",
+                           lease_zone=timed.LEASE_ZONE)
+
+
+def _weekday_labels() -> dict[str, str]:
+    return {"mon": _("Monday"), "tue": _("Tuesday"), "wed": _("Wednesday"), "thu": _("Thursday"),
+            "fri": _("Friday"), "sat": _("Saturday"), "sun": _("Sunday")}
+
+
+@bp.route("/servers/<int:server_id>/schedule", methods=["POST"])
+@login_required
+@redirect_on_error("servers.show_server", "server_id")
+def set_schedule(server_id: int):
+    form = ScheduleForm()
+    if not form.validate_on_submit():
+        abort(400)
+    timed.set_schedule(current_user, server_id, days=form.days.data, stop=form.stop.data, start=form.start.data,
+                       timezone=form.timezone.data)
+    commit()
+    flash(_("Office hours saved."), "success")
+    return redirect(url_for("servers.show_server", server_id=server_id))
+
+
+@bp.route("/servers/<int:server_id>/schedule/clear", methods=["POST"])
+@login_required
+@redirect_on_error("servers.show_server", "server_id")
+def clear_schedule(server_id: int):
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    timed.clear_schedule(current_user, server_id)
+    commit()
+    flash(_("Office hours removed: the server runs until someone stops it."), "success")
+    return redirect(url_for("servers.show_server", server_id=server_id))
+
+
+@bp.route("/servers/<int:server_id>/extend", methods=["POST"])
+@login_required
+@redirect_on_error("servers.show_server", "server_id")
+def extend(server_id: int):
+    form = ExtendForm()
+    if not form.validate_on_submit() or form.until.data is None:
+        flash(_("Choose the last day it is needed."), "error")
+        return redirect(url_for("servers.show_server", server_id=server_id))
+    server = timed.extend_lease(current_user, server_id, form.until.data)
+    commit()
+    flash(_("%(name)s is kept until %(day)s.", name=server.name, day=form.until.data.strftime("%d/%m/%Y")), "success")
+    return redirect(url_for("servers.show_server", server_id=server_id))
 
 
 @bp.route("/servers/<int:server_id>/transfer", methods=["POST"])

@@ -1,0 +1,77 @@
+"""Office hours against the sandbox cloud, driven by the portal's clock (never the wall): the
+worker's run stops a VM at 19:00 and starts it at 07:30 through the action playbook, Nova agrees,
+and the month's charges bill the stopped hours for disk only, which is what the server page
+says the schedule saved."""
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from cloud_portal.billing import months
+from cloud_portal.billing.models import UsageInterval
+from cloud_portal.billing.reports import schedule_savings
+from cloud_portal.extensions import db
+from cloud_portal.provisioning import models as m
+from cloud_portal.provisioning.timed import run_due_changes
+from cloud_portal.timeutil import frozen_at
+from tests.helpers import sign_in, utc
+
+pytestmark = pytest.mark.integration
+
+
+def _pence(value: Decimal) -> Decimal:
+    return value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+
+def test_office_hours_stop_and_start_a_vm_and_the_stopped_hours_pay_disk_only(
+        cloud_app: Any, make_user: Any, sandbox_cloud: Any, unique_name: Any) -> None:
+    member = make_user("member", "torfaen")
+    client = cloud_app.test_client()
+    sign_in(client, member.email)
+    name = unique_name("office")
+    conn = sandbox_cloud.connect()
+    with frozen_at(utc("2026-11-02T08:00:00")) as move:  # Monday, GMT
+        ordered = client.post("/requests/new/vm", data={"name": name, "catalog_key": "small", "image_key": "debian-12",
+                                                       "data_hall": "local-government"})
+        assert ordered.status_code == 302
+        server = db.session.scalar(select(m.Server).where(m.Server.name == name))
+        assert server is not None and server.status == "ACTIVE"
+        saved = client.post(f"/servers/{server.id}/schedule", data={
+            "days": ["mon", "tue", "wed", "thu", "fri"], "stop": "19:00", "start": "07:30", "timezone": "Europe/London"})
+        assert saved.status_code == 302
+
+        move(utc("2026-11-02T19:00:00"))
+        report = run_due_changes(dict(cloud_app.config), grace_days=7)
+        assert report.done == ["Stopped by the schedule at Mon 02 Nov 19:00."], report
+        db.session.expire_all()
+        assert db.session.get(m.Server, server.id).status == "SHUTOFF"
+        assert conn.compute.get_server(server.openstack_id).status == "SHUTOFF"
+
+        move(utc("2026-11-03T07:30:00"))
+        assert run_due_changes(dict(cloud_app.config), grace_days=7).done == [
+            "Started by the schedule at Tue 03 Nov 07:30."]
+        db.session.expire_all()
+        assert db.session.get(m.Server, server.id).status == "ACTIVE"
+        assert conn.compute.get_server(server.openstack_id).status == "ACTIVE"
+
+        move(utc("2026-11-03T12:00:00"))
+        lines = {line.key.component: line for line in months.computed_lines("2026-11", server_id=server.id)}
+        page = client.get(f"/servers/{server.id}").get_data(as_text=True)
+        saving = schedule_savings(server.id)
+        assert client.post(f"/servers/{server.id}/delete").status_code == 302
+
+    # 28 hours in all: running 08:00–19:00 and 07:30–12:00 (15.5 h), stopped 12.5 h.
+    assert lines["vcpu"].quantity == Decimal("15.5")  # 1 vCPU
+    assert lines["ram"].quantity == Decimal("31")  # 2 GB
+    assert lines["disk"].quantity.quantize(Decimal("0.0001")) == \
+        (Decimal(20 * 28) / Decimal(30 * 24)).quantize(Decimal("0.0001"))  # 20 GB for all 28 hours
+    vcpu, ram = lines["vcpu"].rate, lines["ram"].rate
+    had_it_run = _pence(28 * vcpu) + _pence(56 * ram)
+    assert saving == had_it_run - lines["vcpu"].amount - lines["ram"].amount > 0
+    assert f"Saved this month so far: £{saving:,.2f}." in page
+    began = [i.cause for i in db.session.scalars(select(UsageInterval).where(UsageInterval.server_id == server.id)
+                                                 .order_by(UsageInterval.started_at))]
+    assert began[:3] == ["created", "schedule:stop", "schedule:start"]
