@@ -36,6 +36,7 @@ def test_a_transfer_moves_the_hold_and_splits_the_charges(make_user: Any) -> Non
     with frozen_at(utc("2026-11-10T00:00:00")):
         moved = servers.transfer_server(admin, server.id, f"  {alys.email.upper()} ")
     assert moved.owner_id == alys.id
+    assert moved.task is None  # no cloud here: nothing to write into Nova's metadata, so not busy
     assert usage_for_user(bryn.id)["vcpus"] == 0 and usage_for_user(alys.id)["vcpus"] == server.vcpus
     assert usage_for_tenant(bryn.tenant_id) == tenant_before  # the tenant holds what it held
     assert recount_usage() == []

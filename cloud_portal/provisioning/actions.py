@@ -47,10 +47,15 @@ def _perform_claimed(job: m.Job, ctx: CloudContext, *, final_attempt: bool) -> s
             if flavor is None:
                 raise ProvisioningFailed(f"Could not find flavor {size.flavor}")
             variables.update(flavor=size.flavor, flavor_id=flavor.id, compute_url=ctx.cloud.compute_endpoint())
+        if action == "retag":  # the owner as the portal knows it now (a transfer)
+            variables["metadata"] = {"portal_owner": server.owner.email,
+                                     **({"desktop_user": server.owner.email} if server.kind == m.KIND_DESKTOP else {})}
         result = leases.run_playbook(ctx, job, "server_action.yml", variables, ctx.action_timeout_s)
         if not result.ok:
             raise ProvisioningFailed(result.failure_message or "playbook failed")
-        if action == "delete":
+        if action == "retag":
+            server.problem = None
+        elif action == "delete":
             leases.step(job, "Wait for the server to be gone", "started")
             ctx.cloud.wait_for_deleted(server.openstack_id or "", timeout_s=ctx.action_timeout_s)
             leases.step(job, "Wait for the server to be gone", "ok")

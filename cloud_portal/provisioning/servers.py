@@ -280,6 +280,8 @@ def transfer_server(actor: User, server_id: int, to_email: str) -> m.Server:
         transition(locked, cause="transfer", owner_id=target.id)
         audit.record(actor, "server.transfer", "server", locked.id, tenant_id=tenant_id,
                      before={"owner": previous}, after={"owner": target.email})
+        if locked.openstack_id and cloud.context() is not None:  # Nova's metadata names the owner too
+            queue_action(locked, "retag", actor=actor, details={"action": "retag", "owner": target.email})
     log.info("server %s given by %s from %s to %s", server_id, actor.email, previous, target.email)
     return locked
 

@@ -397,6 +397,7 @@ def server_transfer(server_id: int):
     """
     data = body(TransferBody)
     server = server_service.transfer_server(g.api_user, server_id, data.to)
+    commit()  # queues the job that writes the new owner into Nova's metadata
     return jsonify(server_json(server))
 
 

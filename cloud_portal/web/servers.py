@@ -300,6 +300,7 @@ def transfer(server_id: int):
                 flash(str(message), "error")
         return redirect(target)
     server = server_service.transfer_server(current_user, server_id, form.to_email.data or "")
+    commit()  # queues the job that writes the new owner into Nova's metadata
     flash(_("%(name)s now belongs to %(email)s.", name=server.name, email=server.owner.email), "success")
     return redirect(target)
 

@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from cloud_portal.accounts.service import create_api_token
 from cloud_portal.audit.models import AuditEvent
+from cloud_portal.billing.models import UsageInterval
 from cloud_portal.extensions import db
 from cloud_portal.quotas.service import usage_for_user
 from tests.helpers import sign_in
@@ -92,6 +93,17 @@ def test_desktop_for_a_member_is_theirs_and_its_console_opens(cloud_app: Any, ma
     for event in events:  # who asked is kept; the token that opens the console never is
         assert all(_token_of(url) not in repr(event.after) for url in urls)
 
+    # Ann leaves; her desktop goes to her colleague: the hold, the charges and Nova's metadata move.
+    given = api.post(f"/api/v1/servers/{server_id}/transfer", json={"to": colleague.email}, headers=as_admin)
+    assert given.status_code == 200 and given.get_json()["owner"] == colleague.email, given.get_json()
+    live = sandbox_cloud.connect().compute.get_server(server["openstack_id"])
+    assert live.metadata["desktop_user"] == colleague.email and live.metadata["portal_owner"] == colleague.email
+    assert usage_for_user(ann.id)["desktops"] == 0 and usage_for_user(colleague.id)["desktops"] == 1
+    owners = [i.owner_id for i in db.session.scalars(select(UsageInterval).where(UsageInterval.server_id == server_id)
+                                                      .order_by(UsageInterval.started_at, UsageInterval.id))]
+    assert owners[0] == ann.id and owners[-1] == colleague.id
+    assert api.get(f"/api/v1/servers/{server_id}", headers=as_ann).status_code == 404
+
     assert api.post(f"/api/v1/servers/{server_id}/actions", json={"action": "delete"},
-                    headers=as_admin).status_code == 202
-    assert usage_for_user(ann.id)["desktops"] == 0
+                    headers=as_colleague).status_code == 202
+    assert usage_for_user(colleague.id)["desktops"] == 0

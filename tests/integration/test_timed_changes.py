@@ -18,6 +18,7 @@ from cloud_portal.provisioning import models as m
 from cloud_portal.provisioning.timed import run_due_changes
 from cloud_portal.timeutil import frozen_at
 from tests.helpers import sign_in, utc
+from tests.test_quota_increases import Inbox, smtp  # noqa: F401  (the local SMTP server fixture)
 
 pytestmark = pytest.mark.integration
 
@@ -75,3 +76,43 @@ def test_office_hours_stop_and_start_a_vm_and_the_stopped_hours_pay_disk_only(
     began = [i.cause for i in db.session.scalars(select(UsageInterval).where(UsageInterval.server_id == server.id)
                                                  .order_by(UsageInterval.started_at))]
     assert began[:3] == ["created", "schedule:stop", "schedule:start"]
+
+
+def test_an_expired_vm_is_stopped_then_deleted_with_its_owner_told(
+        cloud_app: Any, make_user: Any, sandbox_cloud: Any, unique_name: Any, smtp: tuple[Inbox, int]) -> None:  # noqa: F811
+    cloud_app.config.update(SMTP_HOST="127.0.0.1", SMTP_PORT=smtp[1], SMTP_FROM="portal@cwmwl.example")
+    member = make_user("member", "torfaen")
+    client = cloud_app.test_client()
+    sign_in(client, member.email)
+    name = unique_name("lease")
+    conn = sandbox_cloud.connect()
+    settings = dict(cloud_app.config)
+    with frozen_at(utc("2026-11-10T09:00:00")) as move:
+        ordered = client.post("/requests/new/vm", data={"name": name, "catalog_key": "small", "image_key": "debian-12",
+                                                       "data_hall": "local-government", "expires_on": "2026-11-20"})
+        assert ordered.status_code == 302, ordered.get_data(as_text=True)
+        server = db.session.scalar(select(m.Server).where(m.Server.name == name))
+        assert server is not None and server.expires_at == utc("2026-11-21T00:00:00")
+
+        move(utc("2026-11-14T09:00:00"))
+        assert run_due_changes(settings, grace_days=7).done == [f"{name}: warned 7 day(s) before"]
+        move(utc("2026-11-20T09:00:00"))
+        assert run_due_changes(settings, grace_days=7).done == [f"{name}: warned 1 day(s) before"]
+        move(utc("2026-11-21T00:00:30"))
+        assert run_due_changes(settings, grace_days=7).done == [f"{name}: stopped at the end of its lease"]
+        db.session.expire_all()
+        assert db.session.get(m.Server, server.id).status == "SHUTOFF"
+        assert conn.compute.get_server(server.openstack_id).status == "SHUTOFF"
+        assert "expired: stopped, to be deleted" in client.get(f"/servers/{server.id}").get_data(as_text=True)
+
+        move(utc("2026-11-28T00:00:30"))
+        assert run_due_changes(settings, grace_days=7).done == [f"{name}: deleted after the grace period"]
+        db.session.expire_all()
+        assert db.session.get(m.Server, server.id).status == "DELETED"
+        assert conn.compute.find_server(server.openstack_id, all_projects=True) is None
+    subjects = [message["Subject"] for message in smtp[0].wait(3)]
+    assert subjects == [f"{name} expires in 7 days", f"{name} expires tomorrow",
+                        f"{name} has expired and is stopped"]
+    causes = [i.cause for i in db.session.scalars(select(UsageInterval).where(UsageInterval.server_id == server.id)
+                                                  .order_by(UsageInterval.started_at))]
+    assert causes == ["created", "expiry:stop"]
