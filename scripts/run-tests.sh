@@ -12,6 +12,8 @@ mkdir -p test-artifacts
 bash scripts/ensure-chromium.sh >/dev/null
 bash scripts/ensure-pango.sh
 bash scripts/ensure-idp.sh >/dev/null  # npm's oidc-provider, the single sign-on tests' identity provider
+CLOUD_PORTAL_AXE_JS=${CLOUD_PORTAL_AXE_JS:-$(bash scripts/ensure-axe.sh | tail -1)}  # npm's axe-core, for tests/browser
+export CLOUD_PORTAL_AXE_JS
 pg_url=$(bash scripts/ensure-postgres.sh | tail -1)
 redis_url=$(bash scripts/ensure-redis.sh | tail -1)
 export CLOUD_PORTAL_TEST_REDIS_URL=${CLOUD_PORTAL_TEST_REDIS_URL:-$redis_url}

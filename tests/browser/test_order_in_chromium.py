@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.browser.accessibility import check_page
 from tests.browser.test_pages_in_chromium import SHOTS, _sign_in
 from tests.conftest import TENANTS_FILE
 from tests.helpers import free_port, wait_for_healthz
@@ -56,13 +57,14 @@ def cloud_portal(sandbox_cloud: Any, tmp_path_factory: pytest.TempPathFactory) -
 def test_member_orders_a_vm_and_watches_it_come_up(cloud_portal: dict[str, Any], browser: Any,
                                                   sandbox_cloud: Any) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page = browser.new_page(viewport={"width": 1280, "height": 900}, bypass_csp=True)  # for axe
     name = f"finance-web-{uuid.uuid4().hex[:6]}"
     try:
         _sign_in(page, cloud_portal["base"], cloud_portal["email"], cloud_portal["password"])
         page.click("text=Request a virtual machine")
         page.wait_for_selector("input[name=name]")
         page.screenshot(path=str(SHOTS / "request-form-en.png"), full_page=True)
+        check_page(page, "request a VM (en)")
         page.fill("input[name=name]", name)
         page.select_option("select[name=catalog_key]", "small")
         page.select_option("select[name=image_key]", "debian-12")
@@ -74,10 +76,12 @@ def test_member_orders_a_vm_and_watches_it_come_up(cloud_portal: dict[str, Any],
         steps = page.locator("#steps li").all_inner_texts()
         assert any("Boot server" in s for s in steps) and any("Wait for the server to be running" in s for s in steps)
         page.screenshot(path=str(SHOTS / "request-progress-en.png"), full_page=True)
+        check_page(page, "request progress (en)")
         page.click("#server-link a")
         page.wait_for_selector("#server-status")
         assert "ACTIVE" in page.locator("#server-status").inner_text()
         page.screenshot(path=str(SHOTS / "server-en.png"), full_page=True)
+        check_page(page, "server (en)")
         page.click("button:has-text('Delete')")
         page.wait_for_selector(".flash.success")
         deadline = time.monotonic() + 90

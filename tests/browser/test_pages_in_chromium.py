@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.browser.accessibility import check_page
 from tests.conftest import REPO_ROOT, TENANTS_FILE
 from tests.helpers import free_port, wait_for_healthz
 
@@ -83,7 +84,8 @@ def test_each_role_signs_in_and_sees_home_in_both_languages(portal: dict[str, An
                                                             role: str) -> None:
     email, english, welsh = ROLE_ACCOUNTS[role]
     SHOTS.mkdir(parents=True, exist_ok=True)
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    # bypass_csp: axe is injected as a script of the page, which the portal's CSP rightly refuses.
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
     page = context.new_page()
     try:
         _sign_in(page, portal["base"], email, portal["passwords"][email], portal["totp"].get(email))
@@ -91,10 +93,12 @@ def test_each_role_signs_in_and_sees_home_in_both_languages(portal: dict[str, An
         assert page.url.rstrip("/") == portal["base"]
         assert english in page.content()
         page.screenshot(path=str(SHOTS / f"home-{role}-en.png"), full_page=True)
+        check_page(page, f"home {role} (en)")
         page.click("button[lang=cy]")
         page.wait_for_selector("html[lang=cy]")
         assert welsh in page.content() and "Allgofnodi" in page.content()
         page.screenshot(path=str(SHOTS / f"home-{role}-cy.png"), full_page=True)
+        check_page(page, f"home {role} (cy)")
         page.click("text=Allgofnodi")
         page.wait_for_selector("input[name=email]")
     finally:
@@ -103,18 +107,19 @@ def test_each_role_signs_in_and_sees_home_in_both_languages(portal: dict[str, An
 
 def test_wrong_password_and_sign_in_page(portal: dict[str, Any], browser: Any) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page = browser.new_page()
+    page = browser.new_page(bypass_csp=True)
     try:
         _sign_in(page, portal["base"], "member.torfaen@demo.cwmwl.cymru", "wrong password here")
         assert page.locator(".flash.error").inner_text().startswith("The e-mail address or password is not right")
         page.screenshot(path=str(SHOTS / "sign-in-error-en.png"), full_page=True)
+        check_page(page, "sign-in with an error (en)")
     finally:
         page.close()
 
 
 def test_tenant_admin_disables_a_person_in_the_browser(portal: dict[str, Any], browser: Any) -> None:
     admin = "tenant-admin.torfaen@demo.cwmwl.cymru"
-    page = browser.new_page()
+    page = browser.new_page(bypass_csp=True)
     try:
         _sign_in(page, portal["base"], admin, portal["passwords"][admin])
         page.goto(portal["base"] + "/admin/users")
@@ -123,8 +128,22 @@ def test_tenant_admin_disables_a_person_in_the_browser(portal: dict[str, Any], b
         page.wait_for_selector(".flash.success")
         assert "is disabled and has been signed out everywhere" in page.locator(".flash.success").inner_text()
         page.screenshot(path=str(SHOTS / "admin-users-en.png"), full_page=True)
+        check_page(page, "people (en)")
         row = page.locator("tr", has_text="member.torfaen@demo.cwmwl.cymru")
         row.locator("button", has_text="Enable").click()
         page.wait_for_selector(".flash.success")
+    finally:
+        page.close()
+
+
+def test_the_accessibility_check_can_fail(browser: Any) -> None:
+    """axe really runs: a page with an image without a text alternative and an unlabelled field fails."""
+    page = browser.new_page()
+    try:
+        page.set_content('<html lang="en"><head><title>t</title></head><body><main><h1>x</h1>'
+                         '<img src="data:image/gif;base64,R0lGODlhAQABAAAAACw="><input type="text"></main></body></html>')
+        with pytest.raises(AssertionError) as failed:
+            check_page(page, "a page made to fail", record=False)
+        assert "image-alt (critical)" in str(failed.value) and "label (critical)" in str(failed.value)
     finally:
         page.close()
