@@ -68,7 +68,7 @@ def reconcile(ctx: CloudContext, *, resume: Callable[[m.Job], None],
     report = ReconcileReport()
     # Every worker runs the periodic task; the one that takes the lease does the work, so two
     # machines never resume the same job or release the same quota side by side.
-    holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    holder = new_lock_holder()
     current = take_worker_lock(RECONCILE_LOCK, holder, RECONCILE_LEASE)
     if current != holder:
         report.skipped_because = f"another worker ({current}) is reconciling"
@@ -94,6 +94,12 @@ def reconcile(ctx: CloudContext, *, resume: Callable[[m.Job], None],
         db.session.rollback()
         release_worker_lock(RECONCILE_LOCK, holder)
     return report
+
+
+def new_lock_holder() -> str:
+    """A name for this run of this worker in a ``worker_locks`` lease: host, process and a random
+    part, so two runs in one process are two holders."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def take_worker_lock(name: str, holder: str, lease: timedelta) -> str:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import event, func, inspect, select
 from sqlalchemy.orm import Session
 
+from cloud_portal.accounts.service import staff_member
 from cloud_portal.adapters.cloud import cloud
 from cloud_portal.adapters.openstack import CloudError, ServerInfo
 from cloud_portal.audit import service as audit
@@ -255,8 +256,6 @@ def transfer_server(actor: User, server_id: int, to_email: str) -> m.Server:
     them and the owner changes through :func:`transition`, so the billing ledger charges the old
     owner up to now and the new one from now. Commits.
     """
-    from cloud_portal.accounts.service import staff_member
-
     server = load_server(actor, server_id)
     if not actor.active or not (actor.is_platform_admin or
                                 (actor.is_tenant_admin and actor.tenant_id == server.tenant_id)):

@@ -9,9 +9,6 @@ between the two leaves a queued job that reconciliation enqueues again, never a 
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
@@ -23,7 +20,7 @@ from cloud_portal.audit import service as audit
 from cloud_portal.errors import InvalidInput, NotPermitted
 from cloud_portal.extensions import db
 from cloud_portal.provisioning import models as m
-from cloud_portal.provisioning.reconcile import release_worker_lock, take_worker_lock
+from cloud_portal.provisioning.reconcile import new_lock_holder, release_worker_lock, take_worker_lock
 from cloud_portal.provisioning.servers import load_server, on_created, queue_action
 from cloud_portal.timeutil import utcnow
 from cloud_portal.weekly import ScheduleError, Weekly
@@ -41,7 +38,7 @@ MAX_SCHEDULE_RETRIES = 12
 BATCH = 200
 TIMED_LOCK = "timed-changes"
 TIMED_LEASE = timedelta(minutes=5)
-#: The lease ends at the end of the chosen day in this zone (the portal's billing zone).
+#: A lease ends as the chosen day does in UK time (the zone the pages and e-mails name).
 LEASE_ZONE = ZoneInfo("Europe/London")
 #: E-mail warnings go this many days before a lease ends (expiry_stage "warned_7", "warned_1").
 WARN_DAYS = (7, 1)
@@ -274,7 +271,7 @@ def run_due_changes(settings: dict[str, Any], *, grace_days: int, now: datetime 
     from cloud_portal.unit_of_work import commit
 
     report = TimedReport()
-    holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    holder = new_lock_holder()
     current = take_worker_lock(TIMED_LOCK, holder, TIMED_LEASE)
     if current != holder:
         report.skipped_because = f"another worker ({current}) is carrying out scheduled changes"

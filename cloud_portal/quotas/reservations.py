@@ -51,6 +51,14 @@ def _shortfalls(tenant_name: str, limits: TenantLimits, tenant_usage: dict[str, 
         if need > left:
             problems.append(f"{tenant_name} has {left} of {limit} {words} left; "
                             f"this request needs {need}.")
+    return problems + _person_shortfalls(limits, user_usage, wanted, holder)
+
+
+def _person_shortfalls(limits: TenantLimits, user_usage: dict[str, int], wanted: dict[str, int],
+                       holder: str, needing: str = "this request needs") -> list[str]:
+    """Sentences naming each resource ``wanted`` does not fit within the person's own limits
+    (``holder``: "You" or their address)."""
+    problems: list[str] = []
     for resource, need in wanted.items():
         user_limit = limits.per_user.get(resource)
         if need <= 0 or user_limit is None:
@@ -59,7 +67,7 @@ def _shortfalls(tenant_name: str, limits: TenantLimits, tenant_usage: dict[str, 
         if need > left:
             has = "have" if holder == "You" else "has"
             problems.append(f"{holder} {has} {left} of {user_limit} {RESOURCE_WORDS[resource]} left; "
-                            f"this request needs {need}.")
+                            f"{needing} {need}.")
     return problems
 
 
@@ -126,6 +134,13 @@ def reserve(tenant: Tenant, user: User, *, instances: int = 0, vcpus: int = 0, r
     return reservation
 
 
+def _locked(reservation_id: int) -> QuotaReservation | None:
+    """The reservation, read again and locked until the transaction ends (PostgreSQL; SQLite's
+    quota transaction holds the database's write lock already)."""
+    return db.session.scalars(select(QuotaReservation).where(QuotaReservation.id == reservation_id)
+                              .with_for_update().execution_options(populate_existing=True)).one_or_none()
+
+
 def _get_reservation(reservation_id: int) -> QuotaReservation:
     reservation = db.session.get(QuotaReservation, reservation_id)
     if reservation is None:
@@ -190,8 +205,7 @@ def consume(reservation_id: int, actor: User | None = None) -> QuotaReservation:
 def resize_held(reservation_id: int, *, vcpus: int, ram_mib: int, disk_gb: int) -> None:
     """A resized server's consumed reservation now holds its new size. The caller holds the
     tenant's lock (``serialised_for_tenant``) and commits."""
-    held = db.session.scalars(select(QuotaReservation).where(QuotaReservation.id == reservation_id)
-                              .with_for_update().execution_options(populate_existing=True)).one_or_none()
+    held = _locked(reservation_id)
     if held is None:
         return
     if held.state in COUNTED_STATES:
@@ -215,19 +229,14 @@ def move_hold(reservation_id: int, to_user: User, actor: User | None = None) -> 
         raise InvalidInput(f"{to_user.email} is not a member of the organisation that holds this quota.")
     with _quota_transaction(tenant_id) as txn:
         limits = txn.lock()  # the tenant's lock first, then the reservation (see quotas.usage)
-        held = db.session.scalars(select(QuotaReservation).where(QuotaReservation.id == reservation_id)
-                                  .with_for_update().execution_options(populate_existing=True)).one()
+        held = _locked(reservation_id)
+        assert held is not None  # its tenant was read above, and reservations are never deleted
         if held.user_id == to_user.id:
             return
         amounts = held.amounts()
         if held.state in COUNTED_STATES:
             _, their_usage = _tenant_and_user_usage(tenant_id, to_user.id)
-            problems = []
-            for resource, need in amounts.items():
-                limit = limits.per_user.get(resource)
-                if need > 0 and limit is not None and their_usage[resource] + need > limit:
-                    problems.append(f"{to_user.email} has {max(0, limit - their_usage[resource])} of {limit} "
-                                    f"{RESOURCE_WORDS[resource]} left; this needs {need}.")
+            problems = _person_shortfalls(limits, their_usage, amounts, to_user.email, needing="this needs")
             if problems:
                 raise QuotaExceeded(" ".join(problems))
             add_usage(tenant_id, held.user_id, {r: -amount for r, amount in amounts.items()})

@@ -223,8 +223,9 @@ def show_server(server_id: int):
                            for s in sizes if s.flavor != server.flavor]
     from cloud_portal.billing.reports import schedule_savings, server_cost_so_far
     row = timed.schedule_for(server.id)
+    weekday_labels = _weekday_labels()
     schedule = ScheduleForm()
-    schedule.days.choices = [(d, label) for d, label in _weekday_labels().items()]
+    schedule.days.choices = list(weekday_labels.items())
     if row is not None:
         schedule.days.data, schedule.stop.data, schedule.start.data = row.days, row.stop_at, row.start_at
         schedule.timezone.data = row.timezone
@@ -233,7 +234,7 @@ def show_server(server_id: int):
     return render_template("servers/server.html", server=server, confirm=ConfirmForm(), resize=resize,
                            transfer=TransferForm(), job=latest_job(server_id=server.id),
                            cost=server_cost_so_far(server.id), schedule_row=row, schedule=schedule,
-                           weekday_labels=_weekday_labels(), extend=ExtendForm(),
+                           weekday_labels=weekday_labels, extend=ExtendForm(),
                            saved=schedule_savings(server.id) if row is not None else None,
                            next_local=timed.local_time(row.next_at, row.timezone) if row and row.next_at else "",
                            lease_zone=timed.LEASE_ZONE)
