@@ -96,6 +96,9 @@ def test_the_worker_carries_out_office_hours_and_puts_off_a_busy_server(timed_ap
     assert "Next: stop at Mon 02 Nov 19:00." in page
     bad = client.post(f"/servers/{server.id}/schedule", data={"days": ["mon"], "stop": "7pm"}, follow_redirects=True)
     assert "The stop time &#39;7pm&#39; is not a time of day" in bad.get_data(as_text=True)
+    too_long = client.post(f"/servers/{server.id}/schedule", data={"days": ["mon"], "stop": "19:00:00"},
+                           follow_redirects=True)
+    assert too_long.status_code == 200 and "Write each time as HH:MM, e.g. 07:30." in too_long.get_data(as_text=True)
 
     assert _run(timed_app, "2026-11-02T18:59:00").done == []  # not yet
     report = _run(timed_app, "2026-11-02T19:00:20")

@@ -40,6 +40,14 @@ def flash_error(exc: Exception) -> None:
     flash(str(exc), "error")
 
 
+def flash_form_errors(form: Any) -> None:
+    """A small form posted from a page that is not its own (a server page's schedule, a
+    leaver's transfer): each field's error as a message on the page it is sent back to."""
+    for errors in form.errors.values():
+        for message in errors:
+            flash(str(message), "error")
+
+
 def shown_on_form(exc: Exception) -> int:
     """A form page's PortalError: roll back, show it above the form (which keeps what was
     typed, so nothing is lost) and answer 400."""

@@ -86,9 +86,12 @@ class ScheduleForm(FlaskForm):
 
     days = SelectMultipleField(_l("Days"), widget=ListWidget(prefix_label=False), option_widget=CheckboxInput(),
                                validate_choice=False)
-    stop = StringField(_l("Stop at (HH:MM)"), validators=[Length(max=5)])
-    start = StringField(_l("Start at (HH:MM)"), validators=[Length(max=5)])
-    timezone = StringField(_l("Time zone"), default="Europe/London", validators=[Length(max=64)])
+    stop = StringField(_l("Stop at (HH:MM)"), validators=[
+        Length(max=5, message=_l("Write each time as HH:MM, e.g. 07:30."))])
+    start = StringField(_l("Start at (HH:MM)"), validators=[
+        Length(max=5, message=_l("Write each time as HH:MM, e.g. 07:30."))])
+    timezone = StringField(_l("Time zone"), default="Europe/London", validators=[
+        Length(max=64, message=_l("Write a time zone such as Europe/London."))])
     submit = SubmitField(_l("Save office hours"))
 
 

@@ -32,7 +32,7 @@ from cloud_portal.provisioning.leases import latest_job
 from cloud_portal.quotas.service import headroom
 from cloud_portal.tenants.service import hall_names
 from cloud_portal.unit_of_work import commit
-from cloud_portal.web.common import page_of, redirect_on_error, roles_required, shown_on_form
+from cloud_portal.web.common import flash_form_errors, page_of, redirect_on_error, roles_required, shown_on_form
 from cloud_portal.web.forms import (
     ConfirmForm,
     ExtendForm,
@@ -251,7 +251,8 @@ def _weekday_labels() -> dict[str, str]:
 def set_schedule(server_id: int):
     form = ScheduleForm()
     if not form.validate_on_submit():
-        abort(400)
+        flash_form_errors(form)  # what was wrong, on the server page (the service checks the rest)
+        return redirect(url_for("servers.show_server", server_id=server_id))
     timed.set_schedule(current_user, server_id, days=form.days.data, stop=form.stop.data, start=form.start.data,
                        timezone=form.timezone.data)
     commit()
@@ -296,9 +297,7 @@ def transfer(server_id: int):
         g.error_redirect = ("admin.leaver_servers", {"user_id": leaver})
         target = url_for("admin.leaver_servers", user_id=leaver)
     if not form.validate_on_submit():
-        for errors in form.errors.values():
-            for message in errors:
-                flash(str(message), "error")
+        flash_form_errors(form)
         return redirect(target)
     server = server_service.transfer_server(current_user, server_id, form.to_email.data or "")
     commit()  # queues the job that writes the new owner into Nova's metadata
