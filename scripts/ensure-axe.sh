@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The browser tests' accessibility checker: npm's `axe-core` (Deque's WCAG rules, run inside the
 # page), installed once into a cache folder outside the repository.
-# Prints the path of axe.min.js (CLOUD_PORTAL_AXE_JS for tests/browser) as the last line.
+# Prints the path of axe.min.js (CLOUD_PORTAL_AXE_JS for tests/e2e) as the last line.
 set -euo pipefail
 here=$(dirname "$0")
 home=$(bash "$here/ensure-npm-package.sh" axe-core 4.10.3 \

@@ -12,7 +12,7 @@ mkdir -p test-artifacts
 bash scripts/ensure-chromium.sh >/dev/null
 bash scripts/ensure-pango.sh
 bash scripts/ensure-idp.sh >/dev/null  # npm's oidc-provider, the single sign-on tests' identity provider
-CLOUD_PORTAL_AXE_JS=${CLOUD_PORTAL_AXE_JS:-$(bash scripts/ensure-axe.sh | tail -1)}  # npm's axe-core, for tests/browser
+CLOUD_PORTAL_AXE_JS=${CLOUD_PORTAL_AXE_JS:-$(bash scripts/ensure-axe.sh | tail -1)}  # npm's axe-core, for tests/e2e
 export CLOUD_PORTAL_AXE_JS
 pg_url=$(bash scripts/ensure-postgres.sh | tail -1)
 redis_url=$(bash scripts/ensure-redis.sh | tail -1)

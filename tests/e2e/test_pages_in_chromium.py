@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.accessibility import check_page
+from tests.e2e.accessibility import check_page
 from tests.conftest import REPO_ROOT, TENANTS_FILE
 from tests.helpers import free_port, wait_for_healthz
 

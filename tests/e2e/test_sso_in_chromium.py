@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.browser.test_pages_in_chromium import SHOTS
+from tests.e2e.test_pages_in_chromium import SHOTS
 from tests.conftest import TENANTS_FILE
 from tests.helpers import free_port, wait_for_healthz
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.browser.accessibility import check_page
-from tests.browser.test_pages_in_chromium import SHOTS, _sign_in
+from tests.e2e.accessibility import check_page
+from tests.e2e.test_pages_in_chromium import SHOTS, _sign_in
 from tests.conftest import TENANTS_FILE
 from tests.helpers import free_port, wait_for_healthz
 

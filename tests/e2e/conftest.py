@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.test_pages_in_chromium import CHROMIUM_FLAGS
+from tests.e2e.test_pages_in_chromium import CHROMIUM_FLAGS
 
 
 @pytest.fixture(scope="session")
