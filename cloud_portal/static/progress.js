@@ -20,6 +20,7 @@
       li.appendChild(document.createTextNode(" — " + step.status + (step.message ? ": " + step.message : "")));
       list.appendChild(li);
     });
+    announce(data);
     var reason = document.getElementById("request-reason");
     if (data.reason) { reason.textContent = data.reason; reason.hidden = false; }
     var link = document.getElementById("server-link");
@@ -33,6 +34,15 @@
     var cancel = document.getElementById("cancel-form");
     if (cancel && data.state !== "pending_approval" && data.state !== "approved") { cancel.hidden = true; }
     return ended.indexOf(data.state) === -1;
+  }
+  // The live region gets one short sentence when the state or the latest step changes, not the
+  // whole list on every poll (which a screen reader would read out once a second).
+  var announcer = document.getElementById("progress-announcer");
+  function announce(data) {
+    if (!announcer) { return; }
+    var last = data.steps.length ? data.steps[data.steps.length - 1] : null;
+    var text = data.state_label + (last ? ". " + last.task + " — " + last.status : "");
+    if (announcer.textContent !== text) { announcer.textContent = text; }
   }
   function poll() {
     fetch(url, {credentials: "same-origin", headers: {"Accept": "application/json"}})
