@@ -42,6 +42,7 @@
     if (!announcer) { return; }
     var last = data.steps.length ? data.steps[data.steps.length - 1] : null;
     var text = data.state_label + (last ? ". " + last.task + " — " + last.status : "");
+    text = text.charAt(0).toUpperCase() + text.slice(1);  // a sentence: the label is lower case mid-line
     if (announcer.textContent !== text) { announcer.textContent = text; }
   }
   function poll() {

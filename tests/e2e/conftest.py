@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,3 +23,12 @@ def browser() -> Iterator[Any]:
         instance.close()
 
 
+
+
+@pytest.fixture(autouse=True)
+def _journey_duration(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every browser test's wall-clock time, kept in test-artifacts/journeys.json."""
+    from tests.e2e.journey import record_duration
+    started = time.monotonic()
+    yield
+    record_duration(request.node.name, time.monotonic() - started)

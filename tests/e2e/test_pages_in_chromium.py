@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.accessibility import check_page
 from tests.conftest import REPO_ROOT, TENANTS_FILE
+from tests.e2e.accessibility import check_page
 from tests.helpers import free_port, wait_for_healthz
 
 pytestmark = pytest.mark.browser

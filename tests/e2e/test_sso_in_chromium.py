@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.test_pages_in_chromium import SHOTS
 from tests.conftest import TENANTS_FILE
+from tests.e2e.accessibility import check_page
+from tests.e2e.test_pages_in_chromium import SHOTS
 from tests.helpers import free_port, wait_for_healthz
 
 pytestmark = [pytest.mark.browser, pytest.mark.oidc]
@@ -62,6 +63,7 @@ def sso_portal(tmp_path_factory: pytest.TempPathFactory, oidc_provider: Any) -> 
 
 def _sign_in_through_the_provider(page: Any, portal: dict[str, Any], shot: str) -> None:
     page.goto(portal["base"] + "/sign-in")
+    check_page(page, f"sso {shot} sign-in (en)")
     page.fill("input[name=email]", EMAIL)
     page.click("input[type=submit]")  # no password: the address's organisation signs in
     page.wait_for_url(portal["issuer"] + "/**")
@@ -71,12 +73,13 @@ def _sign_in_through_the_provider(page: Any, portal: dict[str, Any], shot: str) 
     page.click("#sign-in")
     page.wait_for_url(portal["base"] + "/")
     page.screenshot(path=str(SHOTS / f"sso-{shot}-home.png"), full_page=True)
+    check_page(page, f"sso {shot} home (en)")
 
 
 def test_a_council_member_signs_in_through_their_organisation(sso_portal: dict[str, Any], browser: Any,
                                                              oidc_provider: Any) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page = browser.new_page()
+    page = browser.new_page(bypass_csp=True)  # for axe's script
     try:
         _sign_in_through_the_provider(page, sso_portal, "member")
         header = page.inner_text("header")
