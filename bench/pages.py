@@ -11,19 +11,22 @@ serves it (gunicorn, 2 workers × 4 threads) and, signed in as a member, a tenan
 biggest tenant, a platform admin and finance (and with an API token for each), every page below is
 fetched 3 times to warm up and then 30 times in a row, in 5 rounds (``--rounds``); each answer must
 be 200 and hold what the page is for (a row of the list, the items of the API page). p50/p95 per
-page: the median over the rounds.
+page: the median over the rounds. All sizes of a database are served at once and timed in
+alternating rounds, so the machine's slow spells fall on every size alike.
 
     .venv/bin/python bench/pages.py                                 # both databases, 1,000 and 20,000
     .venv/bin/python bench/pages.py --database sqlite --sizes 1000 --users 500
 
-PostgreSQL: ``CLOUD_PORTAL_BENCH_DATABASE_URL`` (default the local ``cloud_portal_bench``, created
-when missing; its schema is dropped and rebuilt; the test database is never used).
+PostgreSQL: ``CLOUD_PORTAL_BENCH_DATABASE_URL`` (default the local ``cloud_portal_bench``); each
+size gets its own database, the name with ``_<size>`` added (created when missing, its schema
+dropped and rebuilt; the test database is never used).
 The last line of output is JSON: ``worst_p95_ms`` per database at the largest size, ``growth`` (the
 worst ratio of a page's p95 at the largest size to its p95 at the smallest), and every figure.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import http.cookiejar
 import json
@@ -238,76 +241,94 @@ class Browser:
             return exc.code, exc.read().decode()
 
 
-def time_page(browser: Browser, path: str, check: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
-    """p50/p95 of REQUESTS sequential GETs after WARMUP, each checked; with ROUNDS > 1 the median
-    of each figure over the rounds (a 2-core machine's odd stall should not decide a p95)."""
-    rounds: list[dict[str, float]] = []
-    for _ in range(ROUNDS):
-        for _ in range(WARMUP):
-            browser.get(path, headers=headers)
-        samples = []
-        # This process holds the whole app's modules and the seeding's leftovers: its own garbage
-        # collection would be timed as the server's (as timeit does, collect between, not during).
-        gc.collect()
-        gc.disable()
-        try:
-            for _ in range(REQUESTS):
-                started = time.perf_counter()
-                status, body = browser.get(path, headers=headers)
-                samples.append(time.perf_counter() - started)
-                if status != 200 or not check(body):
-                    raise RuntimeError(f"GET {path} answered {status} without what the page is for:\n{body[:600]}")
-        finally:
-            gc.enable()
-        rounds.append(percentiles(samples))
-    return {"p50": statistics.median(r["p50"] for r in rounds), "p95": statistics.median(r["p95"] for r in rounds),
-            "p95_rounds": [r["p95"] for r in rounds], "bytes": len(body)}
+def time_page_once(browser: Browser, path: str, check: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """One round: p50/p95 of REQUESTS sequential GETs after WARMUP, each answer checked."""
+    for _ in range(WARMUP):
+        browser.get(path, headers=headers)
+    samples = []
+    # This process holds the whole app's modules and the seeding's leftovers: its own garbage
+    # collection would be timed as the server's (as timeit does, collect between, not during).
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(REQUESTS):
+            started = time.perf_counter()
+            status, body = browser.get(path, headers=headers)
+            samples.append(time.perf_counter() - started)
+            if status != 200 or not check(body):
+                raise RuntimeError(f"GET {path} answered {status} without what the page is for:\n{body[:600]}")
+    finally:
+        gc.enable()
+    return {**percentiles(samples), "bytes": len(body)}
 
 
-def time_all(base: str, info: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def time_all_once(base: str, info: dict[str, Any], browsers: dict[str, Browser]) -> dict[str, dict[str, Any]]:
+    """One round of every page and API list of every role: label → that round's figures."""
     results: dict[str, dict[str, Any]] = {}
-
-    def record(label: str, figures: dict[str, Any]) -> None:
-        results[label] = figures
-        log(f"    {label:<66} p50 {figures['p50']:>7.2f} ms  p95 {figures['p95']:>7.2f} ms  {figures['bytes']:>7,} B")
-
     for role, pages in PAGES.items():
-        browser = Browser(base, info["emails"][role])
+        browser = browsers.setdefault(role, Browser(base, info["emails"][role]))
         for path, pattern in pages:
-            record(f"{role} {path}", time_page(browser, path, lambda body, p=pattern: re.search(p, body)))
+            results[f"{role} {path}"] = time_page_once(browser, path, lambda body, p=pattern: re.search(p, body))
             if path in FOLLOW_NEXT:
                 link = re.search(r'<a href="([^"]+)" rel="next">', browser.get(path)[1])
                 if link:
                     nxt = link.group(1).replace("&amp;", "&")
-                    record(f"{role} {path} (next page)",
-                           time_page(browser, nxt, lambda body: re.search(SERVER_ROW + "|@scale|<td><code>", body)))
+                    results[f"{role} {path} (next page)"] = time_page_once(
+                        browser, nxt, lambda body: re.search(SERVER_ROW + "|@scale|<td><code>", body))
         headers = {"Authorization": f"Bearer {info['tokens'].get(role, '')}"}
         for path in API.get(role, []):
-            record(f"{role} API {path}", time_page(browser, path, lambda body: json.loads(body)["items"], headers))
+            results[f"{role} API {path}"] = time_page_once(browser, path, lambda body: json.loads(body)["items"],
+                                                           headers)
     return results
+
+
+def median_of_rounds(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """label → p50 and p95 as the median over the rounds (a 2-core machine's odd stall should not
+    decide a p95), with each round's p95 kept."""
+    return {label: {"p50": statistics.median(r[label]["p50"] for r in rounds),
+                    "p95": statistics.median(r[label]["p95"] for r in rounds),
+                    "p95_rounds": [r[label]["p95"] for r in rounds], "bytes": rounds[-1][label]["bytes"]}
+            for label in rounds[0]}
 
 
 # Main -----------------------------------------------------------------------------------------
 
-def run(database: str, servers: int, users: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="bench-pages-") as tmp:
-        instance = Path(tmp)
-        if database == "sqlite":
-            url = f"sqlite:///{instance / 'bench.db'}"
-        else:
-            url = prepare_postgres(os.environ.get("CLOUD_PORTAL_BENCH_DATABASE_URL", DEFAULT_PG_URL))
-        log(f"== {database}: {servers:,} servers, {users:,} users")
-        info = populate(url, instance, servers, users)
-        log(f"  seeded in {info['counts']['seed_s']} s: {info['counts']}")
-        portal = Portal(url, instance)
-        try:
-            pages = time_all(portal.base, info)
-        finally:
-            portal.stop()
-    worst = max(pages.items(), key=lambda item: item[1]["p95"])
-    log(f"  worst p95: {worst[1]['p95']} ms ({worst[0]})")
-    return {"database": database, "servers": servers, "counts": info["counts"], "pages": pages,
-            "worst_p95_ms": worst[1]["p95"], "worst_page": worst[0]}
+def run(database: str, sizes: list[int], users: int) -> list[dict[str, Any]]:
+    """Seed and serve every size of ``database`` at once, then time them in alternating rounds
+    (1k, 20k, 20k, 1k, ...): a slow spell of the machine lands on both sizes alike instead of
+    on whichever was being timed then, so the growth compares the data, not the moment."""
+    with contextlib.ExitStack() as stack:
+        served = []
+        for size in sizes:
+            instance = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"bench-pages-{size}-")))
+            if database == "sqlite":
+                url = f"sqlite:///{instance / 'bench.db'}"
+            else:
+                from sqlalchemy.engine import make_url
+                base_url = make_url(os.environ.get("CLOUD_PORTAL_BENCH_DATABASE_URL", DEFAULT_PG_URL))
+                url = prepare_postgres(base_url.set(database=f"{base_url.database}_{size}")
+                                       .render_as_string(hide_password=False))
+            log(f"== {database}: {size:,} servers, {users:,} users")
+            info = populate(url, instance, size, users)
+            log(f"  seeded in {info['counts']['seed_s']} s: {info['counts']}")
+            portal = Portal(url, instance)
+            stack.callback(portal.stop)
+            served.append((size, info, portal, {}))
+        rounds: dict[int, list[dict[str, dict[str, Any]]]] = {size: [] for size in sizes}
+        for number in range(ROUNDS):
+            for size, info, portal, browsers in (served if number % 2 == 0 else served[::-1]):
+                log(f"  round {number + 1}/{ROUNDS}: {database} {size:,}")
+                rounds[size].append(time_all_once(portal.base, info, browsers))
+    results = []
+    for size, info, _, _ in served:
+        pages = median_of_rounds(rounds[size])
+        for label, figures in pages.items():
+            log(f"    {database} {size:>6} {label:<66} p50 {figures['p50']:>7.2f} ms  p95 {figures['p95']:>7.2f} ms")
+        worst = max(pages.items(), key=lambda item: item[1]["p95"])
+        log(f"  worst p95 at {size:,}: {worst[1]['p95']} ms ({worst[0]})")
+        results.append({"database": database, "servers": size, "counts": info["counts"], "pages": pages,
+                        "worst_p95_ms": worst[1]["p95"], "worst_page": worst[0]})
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -323,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("need at least 100 servers and 100 users")
     databases = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
     sizes = sorted(args.sizes)
-    runs = [run(database, size, args.users) for database in databases for size in sizes]
+    runs = [result for database in databases for result in run(database, sizes, args.users)]
 
     small, large = sizes[0], sizes[-1]
     growth: dict[str, float] = {}
