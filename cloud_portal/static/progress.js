@@ -15,9 +15,10 @@
       var li = document.createElement("li");
       li.className = "step-" + step.status;
       var strong = document.createElement("strong");
-      strong.textContent = step.task;
+      strong.textContent = step.task_label;
       li.appendChild(strong);
-      li.appendChild(document.createTextNode(" — " + step.status + (step.message ? ": " + step.message : "")));
+      li.appendChild(document.createTextNode(" — " + step.status_label +
+        (step.message_label ? ": " + step.message_label : "")));
       list.appendChild(li);
     });
     var reason = document.getElementById("request-reason");
