@@ -11,19 +11,22 @@ as well, so the test cannot pass by showing nothing.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from html.parser import HTMLParser
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from cloud_portal.extensions import db
 from cloud_portal.i18n import in_language
-from cloud_portal.provisioning import leases, lifecycle
+from cloud_portal.provisioning import leases, lifecycle, timed
 from cloud_portal.provisioning import models as m
 from cloud_portal.provisioning import requests as orders
 from cloud_portal.provisioning.plain_words import plain_words
 from cloud_portal.quotas import limits as quota_limits
 from cloud_portal.tenants.service import get_tenant_by_slug
+from cloud_portal.timeutil import utcnow
 from cloud_portal.unit_of_work import discard_pending
 from tests.english_words import english_words_left
 from tests.helpers import rule_paths, server_seen_active, signed_in_client, utc
@@ -151,9 +154,33 @@ def test_the_detector_finds_english_and_passes_welsh() -> None:
     assert english_words_left(welsh) == []
 
 
+def _more_to_show(people: dict[str, Any], server: m.Server) -> None:
+    """What makes pages longer: office hours and an expiry on the server, an order waiting for
+    approval, one rejected with a reason, and quota-increase requests open and declined."""
+    from cloud_portal.quotas.increases import create_increase, decline_increase
+    member, admin = people["member"], people["tenant_admin"]
+    timed.set_schedule(member, server.id, days=["mon", "tue", "wed"], stop="19:00", start="07:30",
+                       timezone="Europe/London")
+    timed.extend_lease(member, server.id, utcnow().date() + timedelta(days=20))
+    get_tenant_by_slug("torfaen").approval_vcpus_over = 0  # every order waits for approval
+    for who, name in ((member, "cy-aros-1"), (admin, "cy-gwrthod-1")):
+        orders.submit_request(who, kind="vm", catalog_key="small", image_key="debian-12",
+                              data_hall="local-government", name=name)
+    db.session.commit()
+    discard_pending()
+    rejected = db.session.scalar(select(m.ServerRequest).where(m.ServerRequest.name == "cy-gwrthod-1"))
+    orders.reject(admin, rejected.id, "Gormod o gost y mis hwn")
+    create_increase(member, {"instances": 2}, "Cyfrif etholiad")
+    declined = create_increase(member, {"vcpus": 4}, "Profi")
+    db.session.commit()
+    decline_increase(people["platform_admin"], declined.id, "Dim lle eleni")
+    db.session.commit()
+
+
 def test_every_page_is_welsh_for_every_role(app: Any, people: dict[str, Any], failed_order: Any) -> None:
     server = server_seen_active(people["member"], "cy-gweinydd-1", utc("2026-11-03T09:00:00"))
     db.session.commit()
+    _more_to_show(people, server)
     ids = {"server_id": server.id, "request_id": failed_order.id, "user_id": people["member"].id}
     walked: dict[str, int] = {}
     english: list[tuple[str, str, list[str]]] = []
@@ -175,6 +202,11 @@ def test_every_page_is_welsh_for_every_role(app: Any, people: dict[str, Any], fa
                     left = english_words_left(text, IMAGE_NAMES)
                     if left:
                         english.append((role, path + view, [_context(text, word) for word in sorted(set(left))]))
+    # The walk saw the longer pages: the waiting order, the office hours, the quota requests.
+    admin = welsh_client(app, people["tenant_admin"].email)
+    assert "cy-aros-1" in admin.get("/approvals").get_data(as_text=True)
+    assert "19:00" in admin.get(f"/servers/{server.id}").get_data(as_text=True)
+    assert "Dim lle eleni" in welsh_client(app, people["member"].email).get("/quotas/increases").get_data(as_text=True)
     assert not english, "English left on Welsh pages:\n" + "\n".join(f"{r} {p}: {w}" for r, p, w in english)
     # Each role saw its pages, not just error pages: a member fewer than the administrators.
     assert walked["member"] >= 10 and walked["tenant_admin"] > walked["member"], walked

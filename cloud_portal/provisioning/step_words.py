@@ -11,6 +11,7 @@ import re
 
 from cloud_portal.i18n import N_, _, action_word, shown
 from cloud_portal.provisioning.plain_words import plain_words
+from cloud_portal.provisioning.requests import CLEANED_UP_SUFFIX
 
 #: Every task name a step can carry: the playbooks' task names and the portal's own steps.
 STEP_NAMES: dict[str, str] = {name: name for name in (
@@ -93,7 +94,6 @@ def step_message(task: str, status: str, message: str | None) -> str:
 def reason_shown(stored: str | None) -> str:
     """A request's reason in the reader's language: the portal's own sentences (plain words, a
     given-up job, the clean-up note) translated; a reason an administrator typed as written."""
-    from cloud_portal.provisioning.requests import CLEANED_UP_SUFFIX
     text = stored or ""
     if text.endswith(CLEANED_UP_SUFFIX):
         return f"{shown(text[:-len(CLEANED_UP_SUFFIX)])} {_(CLEANED_UP_SUFFIX.strip())}".strip()
