@@ -321,3 +321,18 @@ def test_the_api_answers_in_the_language_asked_for(app: Any, people: dict[str, A
     assert english.status_code == welsh.status_code == 400
     assert english.get_json()["error"] == "The name may not start or end with a hyphen."
     assert welsh.get_json()["error"] == "Ni chaiff yr enw ddechrau na gorffen â chysylltnod."
+
+
+def test_pages_before_signing_in_and_error_pages_are_welsh(app: Any, people: dict[str, Any]) -> None:
+    client = app.test_client()
+    client.post("/language", data={"lang": "cy", "next": "/sign-in"})
+    pages = [client.get("/sign-in"), client.post("/sign-in", data={"email": people["member"].email,
+                                                                    "password": "anghywir-iawn-yn-wir"}),
+             client.get("/dim-byd-yma")]
+    member = welsh_client(app, people["member"].email)
+    pages += [member.get("/admin/users"), member.get("/servers/999999")]
+    for page in pages:
+        html = page.get_data(as_text=True)
+        assert 'lang="cy"' in html, page.status_code
+        assert english_words_left(visible_text(html)) == [], (page.status_code, visible_text(html)[:300])
+    assert [p.status_code for p in pages][2:] == [404, 403, 404]
