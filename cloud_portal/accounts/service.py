@@ -171,7 +171,8 @@ def get_user_by_email(email: str) -> User:
 
 def staff_member(tenant: Tenant, email: str | None, *, purpose: str = "hold servers") -> User:
     """The active person of ``tenant`` with this e-mail address, who may own servers; InvalidInput
-    naming what to do otherwise (someone to order for, or to hand a server to)."""
+    naming what to do otherwise (someone to order for, or to hand a server to). ``purpose``,
+    "hold servers" or "own servers", words the refusal of a finance account."""
     wanted = (email or "").strip().lower()
     if not wanted:
         raise InvalidInput(_("Give the e-mail address of a person in the organisation."))
