@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, request, session
+from flask import Flask, has_request_context, request, session
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
@@ -103,6 +103,9 @@ def create_app(config_override: Mapping[str, Any] | None = None) -> Flask:
 
 def _select_locale() -> str:
     offered = languages()
+    if not has_request_context():
+        # The worker, the CLI and services called directly: no person to ask, so the default.
+        return offered[0]
     chosen = session.get("lang")
     if chosen in offered:
         return str(chosen)

@@ -1,6 +1,8 @@
 """One exception family for the portal; web and CLI turn these into messages a person can act on."""
 from __future__ import annotations
 
+from cloud_portal.i18n import _
+
 
 class PortalError(Exception):
     """Base of every error the portal raises on purpose. ``str(exc)`` is safe to show to users."""
@@ -54,5 +56,5 @@ class OrganisationInactive(NotPermitted):
     """The person's tenant has left the portal (removed from tenants.yaml): no sign-in, no orders."""
 
     def __init__(self) -> None:
-        super().__init__("Your organisation is no longer a member of the Cwmwl Cymru portal, so its people cannot "
-                         "sign in, use the API or order. Its servers are kept; ask the shared IT service.")
+        super().__init__(_("Your organisation is no longer a member of the Cwmwl Cymru portal, so its people "
+                           "cannot sign in, use the API or order. Its servers are kept; ask the shared IT service."))

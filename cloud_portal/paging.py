@@ -25,6 +25,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from cloud_portal.errors import InvalidInput
 from cloud_portal.extensions import db
+from cloud_portal.i18n import _
 
 T = TypeVar("T")
 
@@ -66,7 +67,7 @@ class PageRequest:
         after, before = args.get("after") or None, args.get("before") or None
         last = (args.get("last") or "") not in ("", "0", "false")
         if sum(bool(x) for x in (after, before, last)) > 1:
-            raise InvalidInput("Ask for one of after, before or last, not several.")
+            raise InvalidInput(_("Ask for one of after, before or last, not several."))
         return cls(after=after, before=before, last=last)
 
 
@@ -176,7 +177,8 @@ def page_of_rows(rows: Sequence[T], page: PageRequest, per_page: int) -> SeekPag
     def position(cursor: str) -> int:
         index = decode_cursor(cursor, 1)[0]
         if not isinstance(index, int) or not 0 <= index < max(len(rows), 1):
-            raise InvalidInput("That page link is not valid (the list has changed); start again from the first page.")
+            raise InvalidInput(_("That page link is not valid (the list has changed); start again from the first "
+                                 "page."))
         return int(index)
 
     if page.after:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cloud_portal.i18n import _
+
 #: Day names in ISO order (Monday first), as written in tenants.yaml, forms and the API.
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DEFAULT_ZONE = "Europe/London"
@@ -28,7 +30,11 @@ def parse_clock(text: str | None, what: str) -> time | None:
         return None
     match = _CLOCK.match(text)
     if not match:
-        raise ScheduleError(f"The {what} time {text!r} is not a time of day; write it as HH:MM, e.g. 07:30.")
+        if what == "stop":
+            raise ScheduleError(_("The stop time %(text)s is not a time of day; write it as HH:MM, e.g. 07:30.",
+                                  text=repr(text)))
+        raise ScheduleError(_("The start time %(text)s is not a time of day; write it as HH:MM, e.g. 07:30.",
+                              text=repr(text)))
     return time(int(match.group(1)), int(match.group(2)))
 
 
@@ -37,7 +43,8 @@ def parse_zone(name: str | None) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ScheduleError(f"{name!r} is not a time zone; write one such as Europe/London.") from None
+        raise ScheduleError(_("%(zone)s is not a time zone; write one such as Europe/London.",
+                               zone=repr(name))) from None
 
 
 def parse_days(days: list[str] | str | None) -> tuple[str, ...]:
@@ -46,9 +53,10 @@ def parse_days(days: list[str] | str | None) -> tuple[str, ...]:
     wanted = {str(d).strip().lower()[:3] for d in items if str(d).strip()}
     unknown = sorted(wanted - set(WEEKDAYS))
     if unknown:
-        raise ScheduleError(f"{', '.join(unknown)} is not a day; use {', '.join(WEEKDAYS)}.")
+        raise ScheduleError(_("%(unknown)s is not a day; use %(days)s.", unknown=", ".join(unknown),
+                               days=", ".join(WEEKDAYS)))
     if not wanted:
-        raise ScheduleError("Choose at least one day of the week.")
+        raise ScheduleError(_("Choose at least one day of the week."))
     return tuple(d for d in WEEKDAYS if d in wanted)
 
 
@@ -67,9 +75,9 @@ class Weekly:
         """Check and build a schedule; ScheduleError says what to correct."""
         stop_at, start_at = parse_clock(stop, "stop"), parse_clock(start, "start")
         if stop_at is None and start_at is None:
-            raise ScheduleError("Give a time to stop, a time to start, or both.")
+            raise ScheduleError(_("Give a time to stop, a time to start, or both."))
         if stop_at is not None and stop_at == start_at:
-            raise ScheduleError("The stop and start times are the same; give different times.")
+            raise ScheduleError(_("The stop and start times are the same; give different times."))
         return cls(parse_days(days), stop_at, start_at, parse_zone(zone).key)
 
     def as_dict(self) -> dict[str, object]:

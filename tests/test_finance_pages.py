@@ -135,7 +135,7 @@ def test_month_picker_refuses_a_bad_month(app: Any, make_user: Any, synced: None
             assert response.status_code == 400, url
             assert "is not a month" in page and "YYYY-MM" in page and "Showing the current month instead" in page
             assert 'value="2026-12"' in page  # the picker shows the month shown
-        assert "<b>" not in client.get("/finance/?month=%3Cb%3E").get_data(as_text=True).split("<main>")[1]
+        assert "<b>" not in client.get("/finance/?month=%3Cb%3E").get_data(as_text=True).split("<main id=\"main\" tabindex=\"-1\">")[1]
         # The export route says so on the overview, too.
         response = client.get("/finance/export?month=2026-13&format=csv", follow_redirects=True)
         assert response.status_code == 200 and "not a month" in response.get_data(as_text=True)

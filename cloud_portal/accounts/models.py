@@ -49,6 +49,9 @@ class User(db.Model):  # type: ignore[name-defined]
     session_token: Mapped[str] = mapped_column(String(64), unique=True, default=new_session_token)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_sign_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: The language the person last chose on the portal ("en" or "cy"); e-mails use it. None:
+    #: not known, so e-mails to them are bilingual, Welsh first.
+    language: Mapped[str | None] = mapped_column(String(5), nullable=True)
     #: Two-factor sign-in (TOTP): the shared secret (set at enrolment, kept on the server), when
     #: it was confirmed (None: not in use), the last time-step used (a code works once) and the
     #: SHA-256 of each unused recovery code.

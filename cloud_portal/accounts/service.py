@@ -25,6 +25,7 @@ from cloud_portal.accounts.models import (
 from cloud_portal.audit import service as audit
 from cloud_portal.errors import InvalidInput, NotFound, NotPermitted, OrganisationInactive, SignInThrottled
 from cloud_portal.extensions import db
+from cloud_portal.i18n import LANGUAGES, _, current_language, for_recipient
 from cloud_portal.paging import Listing
 from cloud_portal.tenants.models import Tenant
 from cloud_portal.timeutil import utcnow
@@ -38,12 +39,13 @@ def normalise_email(email: str) -> str:
     try:
         return validate_email((email or "").strip(), check_deliverability=False).normalized.lower()
     except EmailNotValidError as exc:
-        raise InvalidInput(f"{email!r} is not a valid e-mail address: {exc}") from None
+        raise InvalidInput(_("%(email)s is not a valid e-mail address: %(problem)s",
+                             email=repr(email), problem=exc)) from None
 
 
 def check_password_strength(password: str) -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise InvalidInput(f"The password must be at least {MIN_PASSWORD_LENGTH} characters long.")
+        raise InvalidInput(_("The password must be at least %(length)s characters long.", length=MIN_PASSWORD_LENGTH))
 
 
 def generate_password() -> str:
@@ -75,8 +77,9 @@ def authenticate(email: str, password: str, remote_addr: str, *, max_failures: i
             or _recent_failures(SignInAttempt.remote_addr, remote_addr, since) >= 4 * max_failures):
         minutes = max(1, window_seconds // 60)
         raise SignInThrottled(
-            f"Too many failed sign-in attempts. Wait {minutes} minutes and try again, "
-            "or ask your administrator to reset your password.", retry_after_seconds=window_seconds)
+            _("Too many failed sign-in attempts. Wait %(minutes)s minutes and try again, "
+              "or ask your administrator to reset your password.", minutes=minutes),
+            retry_after_seconds=window_seconds)
     user = db.session.scalar(select(User).where(User.email == email))
     if user is None:
         # Hash the attempt anyway, so an address nobody has takes as long to refuse as a wrong
@@ -117,11 +120,13 @@ def load_user_by_session_token(token: str) -> User | None:
 
 def _check_role_for_tenant(role: str, tenant: Tenant) -> None:
     if role not in ALL_ROLES:
-        raise InvalidInput(f"{role!r} is not a role; choose one of {', '.join(ALL_ROLES)}.")
+        raise InvalidInput(_("%(role)s is not a role; choose one of %(roles)s.", role=repr(role),
+                             roles=", ".join(ALL_ROLES)))
     allowed = PLATFORM_ROLES if tenant.is_platform else TENANT_ROLES
     if role not in allowed:
-        raise InvalidInput(f"Role {role!r} cannot be held in {tenant.name_en}; "
-                           f"choose one of {', '.join(allowed)}.")
+        raise InvalidInput(_("Role %(role)s cannot be held in %(tenant)s; choose one of %(roles)s.",
+                             role=repr(role), tenant=tenant.display_name(current_language()),
+                             roles=", ".join(allowed)))
 
 
 def add_user(actor: User | None, *, email: str, display_name: str, role: str, tenant: Tenant,
@@ -131,14 +136,14 @@ def add_user(actor: User | None, *, email: str, display_name: str, role: str, te
     The caller commits.  A generated password is returned so it can be shown once.
     """
     if actor is not None and role not in actor.assignable_roles(tenant):
-        raise NotPermitted("You may not add people with that role to that tenant.")
+        raise NotPermitted(_("You may not add people with that role to that tenant."))
     _check_role_for_tenant(role, tenant)
     email = normalise_email(email)
     display_name = (display_name or "").strip()
     if not 1 <= len(display_name) <= 120:
-        raise InvalidInput("The name must be between 1 and 120 characters.")
+        raise InvalidInput(_("The name must be between 1 and 120 characters."))
     if db.session.scalar(select(User.id).where(User.email == email)) is not None:
-        raise InvalidInput(f"An account for {email} already exists.")
+        raise InvalidInput(_("An account for %(email)s already exists.", email=email))
     password = password or generate_password()
     check_password_strength(password)
     user = User(email=email, display_name=display_name, role=role, tenant_id=tenant.id, active=True)
@@ -160,24 +165,27 @@ def find_user_by_email(email: str) -> User | None:
 def get_user_by_email(email: str) -> User:
     user = find_user_by_email(email)
     if user is None:
-        raise NotFound(f"No account with e-mail {email!r}.")
+        raise NotFound(_("No account with e-mail %(email)s.", email=repr(email)))
     return user
 
 
 def staff_member(tenant: Tenant, email: str | None, *, purpose: str = "hold servers") -> User:
     """The active person of ``tenant`` with this e-mail address, who may own servers; InvalidInput
-    naming what to do otherwise (someone to order for, or to hand a server to)."""
+    naming what to do otherwise (someone to order for, or to hand a server to). ``purpose``,
+    "hold servers" or "own servers", words the refusal of a finance account."""
     wanted = (email or "").strip().lower()
     if not wanted:
-        raise InvalidInput("Give the e-mail address of a person in the organisation.")
+        raise InvalidInput(_("Give the e-mail address of a person in the organisation."))
     person = db.session.scalar(select(User).where(User.email == wanted, User.tenant_id == tenant.id))
     if person is None:
-        raise InvalidInput(f"No one with the address {wanted} belongs to {tenant.name_en}; "
-                           f"add them on the people page first.")
+        raise InvalidInput(_("No one with the address %(email)s belongs to %(tenant)s; add them on the people "
+                             "page first.", email=wanted, tenant=tenant.display_name(current_language())))
     if not person.active:
-        raise InvalidInput(f"{person.email} is disabled; enable them first.")
+        raise InvalidInput(_("%(email)s is disabled; enable them first.", email=person.email))
     if person.is_finance:
-        raise InvalidInput(f"{person.email} has the finance role, which cannot {purpose}.")
+        if purpose == "own servers":
+            raise InvalidInput(_("%(email)s has the finance role, which cannot own servers.", email=person.email))
+        raise InvalidInput(_("%(email)s has the finance role, which cannot hold servers.", email=person.email))
     return person
 
 
@@ -185,9 +193,9 @@ def set_role(actor: User | None, user: User, role: str) -> None:
     """Change someone's role; their sessions end so the new rights apply at once."""
     if actor is not None:
         if not actor.can_manage_user(user) or role not in actor.assignable_roles(user.tenant):
-            raise NotPermitted("You may not give that role to this person.")
+            raise NotPermitted(_("You may not give that role to this person."))
         if actor.id == user.id:
-            raise NotPermitted("You cannot change your own role; ask another administrator.")
+            raise NotPermitted(_("You cannot change your own role; ask another administrator."))
     _check_role_for_tenant(role, user.tenant)
     if user.role == role:
         return
@@ -201,9 +209,9 @@ def set_active(actor: User | None, user: User, active: bool) -> None:
     """Disable (ending every session of the user at once) or re-enable an account."""
     if actor is not None:
         if not actor.can_manage_user(user):
-            raise NotPermitted("You may not change this person's account.")
+            raise NotPermitted(_("You may not change this person's account."))
         if actor.id == user.id and not active:
-            raise NotPermitted("You cannot disable your own account.")
+            raise NotPermitted(_("You cannot disable your own account."))
     if user.active == active:
         return
     audit.record(actor, "user.enable" if active else "user.disable", "user", user.email,
@@ -217,7 +225,7 @@ def set_active(actor: User | None, user: User, active: bool) -> None:
 def reset_password(actor: User | None, user: User, password: str | None = None) -> str:
     """Set a new password (generated if not given) and end the user's sessions."""
     if actor is not None and not actor.can_manage_user(user):
-        raise NotPermitted("You may not reset this person's password.")
+        raise NotPermitted(_("You may not reset this person's password."))
     password = password or generate_password()
     check_password_strength(password)
     user.set_password(password)
@@ -234,7 +242,7 @@ def visible_users_listing(viewer: User) -> Listing[User]:
         return Listing(query, (User.email, User.id), descending=False)
     if viewer.is_tenant_admin:
         return Listing(query.where(User.tenant_id == viewer.tenant_id), (User.email, User.id), descending=False)
-    raise NotPermitted("Only administrators can manage people.")
+    raise NotPermitted(_("Only administrators can manage people."))
 
 
 DEMO_DOMAIN = "demo.cwmwl.cymru"
@@ -288,14 +296,14 @@ def create_api_token(actor: User | None, user: User, name: str, *, scope: str = 
     ``scope`` "read" allows only reading calls; the token expires after ``days`` days.
     """
     if actor is not None and actor.id != user.id and not actor.can_manage_user(user):
-        raise NotPermitted("You may not make tokens for this person.")
+        raise NotPermitted(_("You may not make tokens for this person."))
     name = (name or "").strip()
     if not 1 <= len(name) <= 80:
-        raise InvalidInput("Give the token a name of 1 to 80 characters, e.g. 'terraform'.")
+        raise InvalidInput(_("Give the token a name of 1 to 80 characters, e.g. 'terraform'."))
     if scope not in TOKEN_SCOPES:
-        raise InvalidInput(f"{scope!r} is not a token scope; choose read or full.")
+        raise InvalidInput(_("%(scope)s is not a token scope; choose read or full.", scope=repr(scope)))
     if not 1 <= days <= TOKEN_DAYS_MAX:
-        raise InvalidInput(f"A token lasts 1 to {TOKEN_DAYS_MAX} days (asked for {days}).")
+        raise InvalidInput(_("A token lasts 1 to %(most)s days (asked for %(days)s).", most=TOKEN_DAYS_MAX, days=days))
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     expires_at = utcnow() + timedelta(days=days)
     db.session.add(ApiToken(user_id=user.id, name=name, token_hash=_hash_token(token), prefix=token[:12],
@@ -370,15 +378,26 @@ def warn_expiring_tokens(settings: dict[str, Any]) -> int:
         row.expiry_warned_at = utcnow()
         db.session.commit()
         try:
-            send_mail(settings, row.user.email, f"Your Cwmwl Cymru API token '{row.name}' expires on "
-                      f"{row.expires_at:%Y-%m-%d}",
-                      f"Your API token '{row.name}' (starting {row.prefix}) stops working on "
-                      f"{row.expires_at:%Y-%m-%d %H:%M} UTC.\n\nMake a new one on the portal's API tokens page "
-                      "and change the scripts that use it.\n")
+            send_mail(settings, row.user.email, *for_recipient(row.user.language, functools.partial(
+                _token_warning, row.name, row.prefix, row.expires_at)))
         except MailError as exc:
             log.warning("token expiry warning to %s not sent: %s", row.user.email, exc)
         warned += 1
     return warned
+
+
+def set_language(user: User, language: str) -> None:
+    """Remember the language ``user`` chose (e-mails to them use it). The caller commits."""
+    if language in LANGUAGES and user.language != language:
+        user.language = language
+
+
+def _token_warning(name: str, prefix: str, expires_at: datetime) -> tuple[str, str]:
+    """The subject and text of a token's expiry warning, in the current language."""
+    return (_("Your Cwmwl Cymru API token '%(name)s' expires on %(day)s", name=name, day=f"{expires_at:%Y-%m-%d}"),
+            _("Your API token '%(name)s' (starting %(prefix)s) stops working on %(when)s UTC.\n\nMake a new one on "
+              "the portal's API tokens page and change the scripts that use it.\n", name=name, prefix=prefix,
+              when=f"{expires_at:%Y-%m-%d %H:%M}"))
 
 
 def tokens_to_warn() -> list[ApiToken]:

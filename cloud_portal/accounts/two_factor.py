@@ -18,6 +18,7 @@ import segno
 from cloud_portal.accounts.models import User
 from cloud_portal.audit import service as audit
 from cloud_portal.errors import InvalidInput
+from cloud_portal.i18n import _
 from cloud_portal.timeutil import utcnow
 
 ISSUER = "Cwmwl Cymru"
@@ -37,7 +38,7 @@ def in_use(user: User) -> bool:
 def start_enrolment(user: User) -> str:
     """A new secret for ``user`` (not in use until confirmed by :func:`confirm`). The caller commits."""
     if in_use(user):
-        raise InvalidInput("Two-factor sign-in is already on for this account.")
+        raise InvalidInput(_("Two-factor sign-in is already on for this account."))
     user.totp_secret = pyotp.random_base32()
     return user.totp_secret
 
@@ -71,9 +72,9 @@ def confirm(actor: User | None, user: User, code: str) -> list[str]:
     """Turn two-factor sign-in on with the first code from the app; returns the recovery codes
     (shown once). The caller commits."""
     if in_use(user) or not user.totp_secret:
-        raise InvalidInput("Start the set-up again: there is no new secret to confirm.")
+        raise InvalidInput(_("Start the set-up again: there is no new secret to confirm."))
     if not _accept_code(user, code):
-        raise InvalidInput("That code is not right; enter the six digits your app shows now.")
+        raise InvalidInput(_("That code is not right; enter the six digits your app shows now."))
     user.totp_enabled_at = utcnow()
     codes = [f"{secrets.token_hex(3)}-{secrets.token_hex(3)}" for _ in range(RECOVERY_CODES)]
     user.recovery_code_hashes = [_hash(c) for c in codes]
@@ -102,7 +103,7 @@ def verify(user: User, code: str) -> bool:
 def turn_off(actor: User | None, user: User, settings: dict[str, Any]) -> None:
     """Turn two-factor sign-in off (not for roles that require it). The caller commits."""
     if required_for(user, settings):
-        raise InvalidInput("Your role must sign in with two factors; it cannot be turned off.")
+        raise InvalidInput(_("Your role must sign in with two factors; it cannot be turned off."))
     user.totp_secret = user.totp_enabled_at = user.totp_last_step = None
     user.recovery_code_hashes = []
     audit.record(actor, "user.two_factor_off", "user", user.email, tenant_id=user.tenant_id)

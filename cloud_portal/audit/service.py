@@ -8,6 +8,7 @@ from sqlalchemy import select
 from cloud_portal.audit.models import AuditEvent
 from cloud_portal.errors import NotPermitted
 from cloud_portal.extensions import db
+from cloud_portal.i18n import _
 from cloud_portal.paging import Listing
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ def record(actor: User | None, action: str, target_type: str, target_id: Any, *,
 def visible_events_listing(viewer: User) -> Listing[AuditEvent]:
     """Events ``viewer`` may read, newest first: all for platform admins, own tenant's for tenant admins."""
     if not viewer.can_view_audit:
-        raise NotPermitted("Only administrators can read the audit log.")
+        raise NotPermitted(_("Only administrators can read the audit log."))
     query = select(AuditEvent)
     if not viewer.is_platform_admin:
         query = query.where(AuditEvent.tenant_id == viewer.tenant_id)

@@ -15,6 +15,7 @@ from cloud_portal.billing import charges
 from cloud_portal.billing.models import BudgetAlert
 from cloud_portal.billing.months import billing_zone, computed_lines
 from cloud_portal.extensions import db
+from cloud_portal.i18n import _, current_language, for_recipient
 from cloud_portal.provisioning.requests import register_approval_rule
 from cloud_portal.tenants.models import Tenant
 from cloud_portal.timeutil import utcnow
@@ -40,7 +41,7 @@ def forecast(tenant_id: int) -> Decimal:
     """The tenant's month-end total if what runs now keeps running to the end of the month."""
     zone = billing_zone()
     month = charges.month_of(utcnow(), zone)
-    _, end = charges.month_bounds(month, zone)
+    _start, end = charges.month_bounds(month, zone)
     return charges.total(computed_lines(month, until=end, tenant_id=tenant_id))
 
 
@@ -84,15 +85,21 @@ def send_budget_alerts() -> list[tuple[str, int]]:
 
 
 def _mail_admins(state: BudgetState, level: int) -> None:
-    admins = db.session.scalars(select(User.email).where(User.tenant_id == state.tenant.id,
-                                                         User.role == ROLE_TENANT_ADMIN, User.active.is_(True)))
-    body = (f"The forecast for {state.tenant.name_en} in {state.month} is £{state.forecast:,.2f}, "
-            f"{state.share:.0f}% of its monthly budget of £{state.budget:,.2f}.\n\n"
-            + ("New orders now wait for an administrator's approval.\n"
-               if level >= 100 and state.tenant.over_budget == "require_approval" else ""))
-    for email in admins:
+    admins = db.session.execute(select(User.email, User.language).where(
+        User.tenant_id == state.tenant.id, User.role == ROLE_TENANT_ADMIN, User.active.is_(True))).all()
+
+    def compose() -> tuple[str, str]:
+        # Amounts as the statements write them, in either language.
+        body = _("The forecast for %(tenant)s in %(month)s is %(forecast)s, %(share)s%% of its monthly budget of "
+                 "%(budget)s.", tenant=state.tenant.display_name(current_language()), month=state.month,
+                 forecast=f"£{state.forecast:,.2f}", share=f"{state.share:.0f}", budget=f"£{state.budget:,.2f}")
+        body += "\n\n"
+        if level >= 100 and state.tenant.over_budget == "require_approval":
+            body += _("New orders now wait for an administrator's approval.") + "\n"
+        return _("Cloud budget: %(level)s%% of %(month)s's budget forecast", level=level, month=state.month), body
+
+    for email, language in admins:
         try:
-            send_mail(dict(current_app.config), email, f"Cloud budget: {level}% of {state.month}'s budget forecast",
-                      body)
+            send_mail(dict(current_app.config), email, *for_recipient(language, compose))
         except MailError as exc:
             log.warning("budget alert for %s to %s not sent: %s", state.tenant.slug, email, exc)

@@ -18,6 +18,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from cloud_portal.errors import InvalidInput
+from cloud_portal.i18n import _
 
 PENNY = Decimal("0.01")
 HOUR = Decimal(3600)
@@ -78,10 +79,11 @@ def parse_month(text: str) -> tuple[int, int]:
     """"2026-11" → (2026, 11); InvalidInput saying the expected form otherwise."""
     match = MONTH_PATTERN.match((text or "").strip())
     if not match:
-        raise InvalidInput(f"{text!r} is not a month; write it as YYYY-MM, e.g. 2026-11.")
+        raise InvalidInput(_("%(text)s is not a month; write it as YYYY-MM, e.g. 2026-11.", text=repr(text)))
     year = int(match.group(1))
     if not FIRST_YEAR <= year <= LAST_YEAR:  # (the month after 9999-12 cannot even be written down)
-        raise InvalidInput(f"{text!r} is outside the months the portal bills ({FIRST_YEAR}-01 to {LAST_YEAR}-12).")
+        raise InvalidInput(_("%(text)s is outside the months the portal bills (%(first)s-01 to %(last)s-12).",
+                             text=repr(text), first=FIRST_YEAR, last=LAST_YEAR))
     return year, int(match.group(2))
 
 
@@ -156,7 +158,7 @@ def rate_segments(prices: Mapping[str, list[PriceVersion]], month: str, tz: Zone
     stop = min(month_end, until) if until is not None else month_end
     if stop <= month_start:
         return []
-    cuts = sorted({applies_from for versions in prices.values() for _, applies_from, _ in _spans(versions, tz)
+    cuts = sorted({applies_from for versions in prices.values() for _p, applies_from, _r in _spans(versions, tz)
                    if month_start < applies_from < stop})
     edges = [month_start, *cuts, stop]
     return list(zip(edges, edges[1:], strict=False))

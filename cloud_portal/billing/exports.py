@@ -21,9 +21,11 @@ from sqlalchemy import select
 
 from cloud_portal.accounts.models import User
 from cloud_portal.billing import charges, months
+from cloud_portal.billing.labels import column_headings
 from cloud_portal.billing.models import StatementLine
 from cloud_portal.errors import InvalidInput, NotFound
 from cloud_portal.extensions import db
+from cloud_portal.i18n import _
 from cloud_portal.provisioning.models import Server
 from cloud_portal.tenants.models import Tenant
 from cloud_portal.timeutil import utcnow
@@ -38,7 +40,6 @@ MIME_TYPES = {
 COLUMNS = ("month", "tenant", "cost_centre", "email", "name", "server_id", "server_name", "component",
            "rate_from", "quantity", "unit", "rate_gbp", "amount_gbp", "adjusts_month")
 JOURNAL_COLUMNS = ("period", "cost_centre", "amount_gbp", "description")
-JOURNAL_DESCRIPTION = "Cwmwl Cymru private cloud charges {month}, {tenant}"
 ZERO = Decimal("0.00")
 QUANTITY = Decimal("0.000001")
 RATE = Decimal("0.00001")
@@ -100,9 +101,9 @@ def render(month: str, fmt: str, *, tenant_id: int | None = None,
     month = month.strip()
     fmt = (fmt or "").strip().lower()
     if fmt not in FORMATS:
-        raise InvalidInput(f"{fmt!r} is not an export format; choose csv, xlsx, pdf or journal.")
+        raise InvalidInput(_("%(format)s is not an export format; choose csv, xlsx, pdf or journal.", format=repr(fmt)))
     if fmt == "pdf" and tenant_id is None:
-        raise InvalidInput("A PDF statement is for one tenant; choose the tenant (or export csv, xlsx or journal).")
+        raise InvalidInput(_("A PDF statement is for one tenant; choose the tenant (or export csv, xlsx or journal)."))
     scope = _scope(month, tenant_id=tenant_id, owner_id=owner_id)
     if fmt == "csv":
         return f"{scope.file_stem()}.csv", MIME_TYPES[fmt], _to_csv(scope.lines)
@@ -116,10 +117,10 @@ def render(month: str, fmt: str, *, tenant_id: int | None = None,
 def _scope(month: str, *, tenant_id: int | None, owner_id: int | None) -> _Scope:
     tenant = db.session.get(Tenant, tenant_id) if tenant_id is not None else None
     if tenant_id is not None and tenant is None:
-        raise NotFound(f"There is no tenant with id {tenant_id}.")
+        raise NotFound(_("There is no tenant with id %(id)s.", id=tenant_id))
     owner = db.session.get(User, owner_id) if owner_id is not None else None
     if owner_id is not None and owner is None:
-        raise NotFound(f"There is no account with id {owner_id}.")
+        raise NotFound(_("There is no account with id %(id)s.", id=owner_id))
     closed, rows = months.statement(month, owner_id=owner_id, tenant_id=tenant_id)
     return _Scope(month, closed, _named(month, closed, rows), tenant, owner)
 
@@ -165,10 +166,10 @@ def _text(value: str) -> str:
     return "'" + value if value.startswith(_FORMULA_START) else value
 
 
-def _csv_bytes(header: tuple[str, ...], rows: list[list[str]]) -> bytes:
+def _csv_bytes(columns: tuple[str, ...], rows: list[list[str]]) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(header)
+    writer.writerow(column_headings(columns))
     writer.writerows(rows)
     return out.getvalue().encode("utf-8")
 
@@ -187,8 +188,9 @@ def _to_journal(month: str, lines: list[ExportLine]) -> bytes:
     for x in lines:
         totals[(x.cost_centre, x.tenant_slug, x.tenant_name)] += x.amount
     return _csv_bytes(JOURNAL_COLUMNS, [
-        [month, cost_centre, f"{amount:.2f}", JOURNAL_DESCRIPTION.format(month=month, tenant=name)]
-        for (cost_centre, _, name), amount in sorted(totals.items()) if amount])
+        [month, cost_centre, f"{amount:.2f}",
+         _("Cwmwl Cymru private cloud charges %(month)s, %(tenant)s", month=month, tenant=name)]
+        for (cost_centre, _slug, name), amount in sorted(totals.items()) if amount])
 
 
 def _fixed_moment(month: str) -> datetime:
@@ -210,7 +212,7 @@ def _to_xlsx(month: str, lines: list[ExportLine]) -> bytes:
     ws = wb.active
     ws.title = month
     bold = Font(bold=True)
-    ws.append(list(COLUMNS))
+    ws.append(column_headings(COLUMNS))
     for cell in ws[1]:
         cell.font = bold
     formats = {"server_id": "0", "rate_from": "yyyy-mm-dd", "quantity": "#,##0.000000", "rate_gbp": "0.00000",
@@ -220,7 +222,7 @@ def _to_xlsx(month: str, lines: list[ExportLine]) -> bytes:
         ws.append([x.month, x.tenant_slug, x.cost_centre, x.email, x.person_name, x.server_id, x.server_name,
                    x.component, x.rate_from, x.quantity, x.unit, x.rate, x.amount, x.adjusts_month])
     total_row = ws.max_row + 1
-    ws.cell(total_row, 1, "Total").font = bold
+    ws.cell(total_row, 1, _("Total")).font = bold
     total = ws.cell(total_row, COLUMNS.index("amount_gbp") + 1, sum((x.amount for x in lines), ZERO))
     total.font = bold
     widths = {"email": 32, "name": 24, "server_name": 20, "quantity": 16}
@@ -234,7 +236,7 @@ def _to_xlsx(month: str, lines: list[ExportLine]) -> bytes:
     ws.freeze_panes = "A2"
     moment = _fixed_moment(month).replace(tzinfo=None)  # openpyxl writes naive datetimes as UTC
     wb.properties.creator = wb.properties.lastModifiedBy = "Cwmwl Cymru portal"
-    wb.properties.title = f"Cwmwl Cymru charges {month}"
+    wb.properties.title = _("Cwmwl Cymru charges %(month)s", month=month)
     wb.properties.created = wb.properties.modified = moment
     raw = io.BytesIO()
     # ExcelWriter, not Workbook.save: save() stamps properties.modified with the clock.

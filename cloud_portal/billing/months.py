@@ -44,6 +44,7 @@ from cloud_portal.billing import charges, ledger
 from cloud_portal.billing.models import BillingMonth, StatementLine
 from cloud_portal.errors import InvalidInput
 from cloud_portal.extensions import db
+from cloud_portal.i18n import _
 from cloud_portal.provisioning import models as m
 from cloud_portal.tenants.models import Tenant
 from cloud_portal.timeutil import UTCDateTime, utcnow
@@ -96,15 +97,17 @@ def why_not_closable(month: str) -> str | None:
     """The reason ``month`` cannot be closed yet, or None."""
     start, end = charges.month_bounds(month, billing_zone())
     if utcnow() < end:
-        return f"{month} has not ended yet; it can be closed from {end.astimezone(billing_zone()):%Y-%m-%d %H:%M %Z}."
+        return _("%(month)s has not ended yet; it can be closed from %(when)s.", month=month,
+                 when=f"{end.astimezone(billing_zone()):%Y-%m-%d %H:%M %Z}")
     reconciled = db.session.scalar(select(m.ReconcileRun.id).where(m.ReconcileRun.finished_at >= end).limit(1))
     if reconciled is None:
-        return (f"No reconciliation has completed since {month} ended, so changes made outside the portal may be "
-                "missing; run `cloud-portal reconcile` (or wait for the periodic one) and try again.")
+        return _("No reconciliation has completed since %(month)s ended, so changes made outside the portal may be "
+                 "missing; run `cloud-portal reconcile` (or wait for the periodic one) and try again.", month=month)
     busy = db.session.scalar(select(m.Job.id).where(
         m.Job.state.in_((m.JOB_QUEUED, m.JOB_RUNNING)), m.Job.created_at >= start, m.Job.created_at < end).limit(1))
     if busy is not None:
-        return f"A job that began in {month} is still running ({busy}); wait for it to finish."
+        return _("A job that began in %(month)s is still running (%(job)s); wait for it to finish.",
+                 month=month, job=busy)
     return None
 
 
@@ -357,7 +360,7 @@ def recent_months(count: int = 12) -> list[MonthState]:
     """The current month and the ``count - 1`` before it, newest first, with whether each is closed."""
     month = charges.month_of(utcnow(), billing_zone())
     wanted = [month]
-    for _ in range(count - 1):
+    for _step in range(count - 1):
         wanted.append(charges.previous_month(wanted[-1]))
     closed = {row.month: row for row in db.session.scalars(select(BillingMonth).where(BillingMonth.month.in_(wanted)))}
     return [MonthState(mm, mm in closed, closed[mm].closed_at if mm in closed else None,

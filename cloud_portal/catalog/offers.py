@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from cloud_portal.catalog.service import current_desktop_prices, get_catalog, vm_monthly_estimate
 from cloud_portal.errors import InvalidInput
+from cloud_portal.i18n import _
 
 KIND_VM = "vm"
 KIND_DESKTOP = "desktop"
@@ -45,8 +46,8 @@ def offers(kind: str) -> list[Offer]:
 def find_offer(kind: str, key: str) -> Offer:
     """The offer ``key`` of ``kind``; InvalidInput naming the problem when there is none."""
     if kind not in KINDS:
-        raise InvalidInput("Choose a virtual machine or a desktop.")
+        raise InvalidInput(_("Choose a virtual machine or a desktop."))
     for offer in offers(kind):
         if offer.key == key:
             return offer
-    raise InvalidInput(f"{key!r} is not in the catalog; choose one of the sizes offered.")
+    raise InvalidInput(_("%(key)s is not in the catalog; choose one of the sizes offered.", key=repr(key)))

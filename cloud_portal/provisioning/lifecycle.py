@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cloud_portal.errors import InvalidInput, NotPermitted
+from cloud_portal.i18n import N_, _, request_state_word
 from cloud_portal.provisioning import models as m
 
 if TYPE_CHECKING:
@@ -33,21 +34,21 @@ START, COMPLETE, FAIL = "start", "complete", "fail"
 
 TRANSITIONS: dict[str, Transition] = {
     APPROVE: Transition((m.PENDING_APPROVAL,), m.APPROVED, m.ServerRequest.can_decide,
-                        "Only an administrator of the tenant can approve this request.",
-                        "This request is {state}; only waiting requests can be approved."),
+                        N_("Only an administrator of the tenant can approve this request."),
+                        N_("This request is %(state)s; only waiting requests can be approved.")),
     REJECT: Transition((m.PENDING_APPROVAL,), m.REJECTED, m.ServerRequest.can_decide,
-                       "Only an administrator of the tenant can reject this request.",
-                       "Only waiting requests can be rejected."),
+                       N_("Only an administrator of the tenant can reject this request."),
+                       N_("Only waiting requests can be rejected.")),
     CANCEL: Transition((m.PENDING_APPROVAL, m.APPROVED), m.CANCELLED, m.ServerRequest.can_cancel,
-                       "Only the requester can cancel this request.",
-                       "Only requests that have not started provisioning can be cancelled."),
+                       N_("Only the requester can cancel this request."),
+                       N_("Only requests that have not started provisioning can be cancelled.")),
     CLEAN_UP: Transition((m.FAILED,), m.CANCELLED, m.ServerRequest.can_view,
-                         "Only the requester can clean up this request.",
-                         "Only failed requests can be cleaned up."),
+                         N_("Only the requester can clean up this request."),
+                         N_("Only failed requests can be cleaned up.")),
     # A resumed or retried provision job starts again from provisioning.
-    START: Transition((m.APPROVED, m.PROVISIONING), m.PROVISIONING, None, "", "This request is {state}."),
-    COMPLETE: Transition((m.PROVISIONING,), m.ACTIVE, None, "", "This request is {state}."),
-    FAIL: Transition((m.APPROVED, m.PROVISIONING), m.FAILED, None, "", "This request is {state}."),
+    START: Transition((m.APPROVED, m.PROVISIONING), m.PROVISIONING, None, "", N_("This request is %(state)s.")),
+    COMPLETE: Transition((m.PROVISIONING,), m.ACTIVE, None, "", N_("This request is %(state)s.")),
+    FAIL: Transition((m.APPROVED, m.PROVISIONING), m.FAILED, None, "", N_("This request is %(state)s.")),
 }
 
 
@@ -55,7 +56,7 @@ def authorise(request: m.ServerRequest, event: str, actor: User) -> None:
     """NotPermitted unless ``actor`` may cause ``event`` on ``request``."""
     rule = TRANSITIONS[event]
     if rule.allowed is None or not rule.allowed(request, actor):
-        raise NotPermitted(rule.not_permitted or "Only the portal itself can do this.")
+        raise NotPermitted(_(rule.not_permitted) if rule.not_permitted else _("Only the portal itself can do this."))
 
 
 def can(request: m.ServerRequest, event: str) -> bool:
@@ -72,6 +73,6 @@ def advance(request: m.ServerRequest, event: str, actor: User | None = None) -> 
     if actor is not None:
         authorise(request, event, actor)
     if request.state not in rule.sources:
-        raise InvalidInput(rule.wrong_state.format(state=request.state.replace("_", " ")))
+        raise InvalidInput(_(rule.wrong_state, state=request_state_word(request.state)))
     before, request.state = request.state, rule.target
     return before

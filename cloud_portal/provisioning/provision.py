@@ -16,6 +16,7 @@ from cloud_portal.audit import service as audit
 from cloud_portal.catalog.models import Image
 from cloud_portal.errors import ProvisioningFailed, TransientJobError
 from cloud_portal.extensions import db
+from cloud_portal.i18n import _
 from cloud_portal.provisioning import leases, lifecycle
 from cloud_portal.provisioning import models as m
 from cloud_portal.provisioning import servers as server_state
@@ -89,8 +90,8 @@ def _provision_claimed(request: m.ServerRequest, job: m.Job, ctx: CloudContext, 
     try:
         project = project_id(ctx, tenant)
         if project is None:
-            raise ProvisioningFailed(f"{tenant.name_en} has no OpenStack project yet; ask a platform "
-                                     "administrator to run `cloud-portal tenants sync`.")
+            raise ProvisioningFailed(_("%(tenant)s has no OpenStack project yet; ask a platform administrator to "
+                                       "run `cloud-portal tenants sync`.", tenant=tenant.name_en))
         # Only a retried or resumed job can find a server of its own; a first attempt saves the
         # look-up (the playbook is idempotent by name as well).
         existing = ctx.cloud.find_server_by_request(project, request.uid) if job.attempts > 1 else None

@@ -16,6 +16,7 @@ from cloud_portal.adapters.cloud import CloudContext
 from cloud_portal.adapters.openstack import REQUEST_ID_KEY, CloudError, ServerInfo, request_tag
 from cloud_portal.audit import service as audit
 from cloud_portal.extensions import db
+from cloud_portal.i18n import N_
 from cloud_portal.provisioning import lifecycle
 from cloud_portal.provisioning import models as m
 from cloud_portal.provisioning import servers as server_state
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 
 #: Nova statuses reconciliation copies into the portal (others are transient: BUILD, RESIZE, ...).
 SETTLED_STATUSES = ("ACTIVE", "SHUTOFF", "ERROR")
-GIVEN_UP = "The job stopped without finishing (its worker stopped or hung) and was given up."
+GIVEN_UP = N_("The job stopped without finishing (its worker stopped or hung) and was given up.")
 
 
 @dataclass

@@ -21,6 +21,7 @@ from cloud_portal.catalog.models import Image
 from cloud_portal.catalog.offers import Offer, find_offer
 from cloud_portal.errors import InvalidInput, NotFound, NotPermitted, OrganisationInactive, ProvisioningFailed
 from cloud_portal.extensions import db
+from cloud_portal.i18n import N_, _, current_language
 from cloud_portal.paging import Listing
 from cloud_portal.provisioning import leases, lifecycle
 from cloud_portal.provisioning import models as m
@@ -29,9 +30,13 @@ from cloud_portal.provisioning.timed import check_lease
 from cloud_portal.provisioning.validation import validate_hostname
 from cloud_portal.quotas import service as quotas
 from cloud_portal.tenants.models import Tenant
+from cloud_portal.tenants.service import hall_names
 from cloud_portal.timeutil import utcnow
 
 log = logging.getLogger(__name__)
+
+#: Added to a failed request's reason when its requester cleans it up (see cloud_portal.i18n.shown_reason).
+CLEANED_UP_SUFFIX = " " + N_("(cleaned up by the requester)")
 
 
 def preflight(user: User, *, kind: str, catalog_key: str, image_key: str | None, data_hall: str,
@@ -46,30 +51,34 @@ def preflight(user: User, *, kind: str, catalog_key: str, image_key: str | None,
     wanted_image = offer.image_key if kind == m.KIND_DESKTOP else image_key
     image = db.session.scalar(select(Image).where(Image.key == (wanted_image or ""), Image.active.is_(True)))
     if image is None or image.kind != kind:
-        raise InvalidInput("Choose one of the images offered for this kind of server.")
+        raise InvalidInput(_("Choose one of the images offered for this kind of server."))
     if image.min_disk_gb > offer.disk_gb:
-        raise InvalidInput(f"{image.name} needs a disk of at least {image.min_disk_gb} GB; the chosen size "
-                           f"has {offer.disk_gb} GB. Choose a larger size.")
+        raise InvalidInput(_("%(image)s needs a disk of at least %(needed)s GB; the chosen size has %(has)s GB. "
+                             "Choose a larger size.", image=image.name, needed=image.min_disk_gb, has=offer.disk_gb))
     tenant = user.tenant
     if data_hall not in tenant.allowed_halls:
-        raise InvalidInput(f"{tenant.name_en} may not place servers in the {data_hall!r} data hall; "
-                           f"choose one of: {', '.join(tenant.allowed_halls)}.")
+        names = hall_names(current_language())
+        raise InvalidInput(_("%(tenant)s may not place servers in the %(hall)s data hall; choose one of: %(halls)s.",
+                             tenant=tenant.display_name(current_language()), hall=repr(data_hall),
+                             halls=", ".join(names.get(h, h) for h in tenant.allowed_halls)))
     ctx = cloud.context() if check_cloud else None
     if ctx is not None:
         try:
             flavor = ctx.cloud.get_flavor(offer.flavor)
             os_image = ctx.cloud.get_image(image.os_image)
         except CloudUnavailable as exc:
-            raise ProvisioningFailed("The cloud is not answering right now, so nothing was ordered. "
-                                     "Please try again in a few minutes.") from exc
+            raise ProvisioningFailed(_("The cloud is not answering right now, so nothing was ordered. "
+                                       "Please try again in a few minutes.")) from exc
         if flavor is None:
-            raise InvalidInput(f"The size {offer.name_en} ({offer.flavor}) is not available in the cloud; "
-                               "the catalog is out of date. Choose another size.")
+            raise InvalidInput(_("The size %(size)s (%(flavor)s) is not available in the cloud; the catalog is out "
+                                 "of date. Choose another size.", size=offer.name_en, flavor=offer.flavor))
         if os_image is None or os_image.status != "active":
-            raise InvalidInput(f"The image {image.name} is not available in the cloud. Choose another image.")
+            raise InvalidInput(_("The image %(image)s is not available in the cloud. Choose another image.",
+                                 image=image.name))
         if os_image.min_disk > flavor.disk:
-            raise InvalidInput(f"{image.name} needs a disk of at least {os_image.min_disk} GB; "
-                               f"{offer.name_en} has {flavor.disk} GB. Choose a larger size.")
+            raise InvalidInput(_("%(image)s needs a disk of at least %(needed)s GB; %(size)s has %(has)s GB. Choose a "
+                                 "larger size.", image=image.name, needed=os_image.min_disk, size=offer.name_en,
+                                 has=flavor.disk))
     return name, offer, image
 
 
@@ -97,7 +106,7 @@ def owner_for(user: User, for_email: str | None) -> User:
     if not wanted or wanted == user.email.lower():
         return user
     if not user.is_tenant_admin:
-        raise NotPermitted("Only a tenant administrator can order for someone else.")
+        raise NotPermitted(_("Only a tenant administrator can order for someone else."))
     return staff_member(user.tenant, wanted)
 
 
@@ -115,7 +124,7 @@ def submit_request(user: User, *, kind: str, catalog_key: str, image_key: str | 
     ProvisioningFailed with nothing written.
     """
     if not user.active or user.is_finance:
-        raise NotPermitted("Your role cannot order servers.")
+        raise NotPermitted(_("Your role cannot order servers."))
     if not user.tenant.active:
         raise OrganisationInactive()
     owner = owner_for(user, for_email)
@@ -157,7 +166,7 @@ def load_request(user: User, request_id: int) -> m.ServerRequest:
     """The request if ``user`` may see it (requester, tenant admins, platform admins), else NotFound."""
     request = db.session.get(m.ServerRequest, request_id)
     if request is None or not request.can_view(user):
-        raise NotFound("There is no such request.")
+        raise NotFound(_("There is no such request."))
     return request
 
 
@@ -178,7 +187,7 @@ def reject(admin: User, request_id: int, reason: str) -> m.ServerRequest:
     lifecycle.authorise(request, lifecycle.REJECT, admin)
     reason = (reason or "").strip()
     if not 3 <= len(reason) <= 500:
-        raise InvalidInput("Give the requester a reason (3 to 500 characters).")
+        raise InvalidInput(_("Give the requester a reason (3 to 500 characters)."))
     before = lifecycle.advance(request, lifecycle.REJECT, admin)
     request.reason, request.decided_by_id, request.decided_at = reason, admin.id, utcnow()
     release_request_quota(request, "request rejected", admin)
@@ -202,13 +211,13 @@ def dismiss_failed(user: User, request_id: int) -> m.ServerRequest:
     request = load_request(user, request_id)
     lifecycle.authorise(request, lifecycle.CLEAN_UP, user)
     if not lifecycle.can(request, lifecycle.CLEAN_UP):
-        raise InvalidInput("Only failed requests can be cleaned up.")
+        raise InvalidInput(_("Only failed requests can be cleaned up."))
     ctx = cloud.context()
     if ctx is not None and not remove_half_made(request, ctx).checked:
-        raise ProvisioningFailed("The cloud is not answering, so the leftovers could not be checked. "
-                                 "Try again in a few minutes.")
+        raise ProvisioningFailed(_("The cloud is not answering, so the leftovers could not be checked. "
+                                   "Try again in a few minutes."))
     lifecycle.advance(request, lifecycle.CLEAN_UP, user)
-    request.reason = (request.reason or "") + " (cleaned up by the requester)"
+    request.reason = (request.reason or "") + CLEANED_UP_SUFFIX
     audit.record(user, "request.cleanup", "server_request", request.id, tenant_id=request.tenant_id)
     return request
 
@@ -225,7 +234,7 @@ def requests_listing(viewer: User, *, scope: str = "mine") -> Listing[m.ServerRe
         return Listing(query.where(or_(m.ServerRequest.requester_id == viewer.id,
                                        m.ServerRequest.owner_id == viewer.id)), keys)
     if not (viewer.is_tenant_admin or viewer.is_platform_admin):
-        raise NotPermitted("Only administrators can see other people's requests.")
+        raise NotPermitted(_("Only administrators can see other people's requests."))
     if not viewer.is_platform_admin:
         query = query.where(m.ServerRequest.tenant_id == viewer.tenant_id)
     if scope == "approvals":

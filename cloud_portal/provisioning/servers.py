@@ -23,6 +23,7 @@ from cloud_portal.audit import service as audit
 from cloud_portal.catalog.models import Image, VmSize
 from cloud_portal.errors import InvalidInput, NotFound, NotPermitted
 from cloud_portal.extensions import db
+from cloud_portal.i18n import _, action_word, status_word
 from cloud_portal.paging import Listing
 from cloud_portal.provisioning import leases
 from cloud_portal.provisioning import models as m
@@ -167,7 +168,7 @@ def servers_listing(viewer: User, *, scope: str = "mine", sort: str = "created",
     elif viewer.is_tenant_admin or viewer.is_platform_admin:
         query = query.where(m.Server.tenant_id == viewer.tenant_id)
     else:
-        raise NotPermitted("Only administrators can see other people's servers.")
+        raise NotPermitted(_("Only administrators can see other people's servers."))
     return Listing(query, (column, m.Server.id), descending)
 
 
@@ -183,7 +184,7 @@ def load_server(user: User, server_id: int) -> m.Server:
     """The server if ``user`` may see it, else NotFound."""
     server = db.session.get(m.Server, server_id)
     if server is None or not server.can_view(user):
-        raise NotFound("There is no such server.")
+        raise NotFound(_("There is no such server."))
     return server
 
 
@@ -191,15 +192,16 @@ def load_server(user: User, server_id: int) -> m.Server:
 
 def _resize_target(server: m.Server, new_size: str | None) -> VmSize:
     if server.kind != m.KIND_VM:
-        raise InvalidInput("Desktops cannot be resized; order another desktop template instead.")
+        raise InvalidInput(_("Desktops cannot be resized; order another desktop template instead."))
     size = db.session.scalar(select(VmSize).where(VmSize.key == (new_size or ""), VmSize.active.is_(True)))
     if size is None:
-        raise InvalidInput("Choose one of the sizes offered.")
+        raise InvalidInput(_("Choose one of the sizes offered."))
     if size.flavor == server.flavor:
-        raise InvalidInput("The server already has that size.")
+        raise InvalidInput(_("The server already has that size."))
     image = db.session.scalar(select(Image).where(Image.key == server.image_key))
     if image is not None and image.min_disk_gb > size.disk_gb:
-        raise InvalidInput(f"{image.name} needs at least {image.min_disk_gb} GB of disk; choose a larger size.")
+        raise InvalidInput(_("%(image)s needs at least %(needed)s GB of disk; choose a larger size.",
+                             image=image.name, needed=image.min_disk_gb))
     return size
 
 
@@ -211,12 +213,14 @@ def request_action(user: User, server_id: int, action: str, *, new_size: str | N
     """
     server = load_server(user, server_id)
     if not server.can_operate(user):
-        raise NotPermitted("You may not operate this server.")
+        raise NotPermitted(_("You may not operate this server."))
     if action not in m.ACTIONS:
-        raise InvalidInput(f"{action!r} is not an action; choose one of {', '.join(m.ACTIONS)}.")
+        raise InvalidInput(_("%(action)s is not an action; choose one of %(actions)s.", action=repr(action),
+                             actions=", ".join(m.ACTIONS)))
     if action not in server.allowed_actions():
-        state = f"busy ({server.task})" if server.task else server.status.lower()
-        raise InvalidInput(f"A server that is {state} cannot be asked to {action}.")
+        state = _("busy (%(task)s)", task=action_word(server.task)) if server.task else status_word(server.status)
+        raise InvalidInput(_("A server that is %(state)s cannot be asked to %(action)s.", state=state,
+                             action=action_word(action)))
     job_id, job_action = str(uuid.uuid4()), action
     details: dict[str, Any] = {"action": action}
     if action == "resize":
@@ -259,21 +263,22 @@ def transfer_server(actor: User, server_id: int, to_email: str) -> m.Server:
     server = load_server(actor, server_id)
     if not actor.active or not (actor.is_platform_admin or
                                 (actor.is_tenant_admin and actor.tenant_id == server.tenant_id)):
-        raise NotPermitted("Only the organisation's administrators can give a server to someone else.")
+        raise NotPermitted(_("Only the organisation's administrators can give a server to someone else."))
     if server.status == m.SERVER_DELETED:
-        raise InvalidInput("This server has been deleted.")
+        raise InvalidInput(_("This server has been deleted."))
     if server.task is not None:
-        raise InvalidInput(f"The server is busy ({server.task}); try again when that has finished.")
+        raise InvalidInput(_("The server is busy (%(task)s); try again when that has finished.",
+                             task=action_word(server.task)))
     target = staff_member(server.tenant, to_email, purpose="own servers")
     if target.id == server.owner_id:
-        raise InvalidInput(f"{target.email} already owns {server.name}.")
+        raise InvalidInput(_("%(email)s already owns %(server)s.", email=target.email, server=server.name))
     tenant_id, previous = server.tenant_id, server.owner.email
     db.session.commit()  # the quota lock needs a clean session
     with quotas.serialised_for_tenant(tenant_id):
         locked = db.session.scalars(select(m.Server).where(m.Server.id == server_id)
                                     .execution_options(populate_existing=True)).one()
         if locked.status == m.SERVER_DELETED or locked.task is not None:
-            raise InvalidInput("The server changed meanwhile; look at it again and retry.")
+            raise InvalidInput(_("The server changed meanwhile; look at it again and retry."))
         if locked.reservation_id is not None:
             quotas.move_hold(locked.reservation_id, target, actor)
         transition(locked, cause="transfer", owner_id=target.id)
@@ -310,10 +315,10 @@ def console_url(user: User, server_id: int) -> str | None:
     cloud offers no console. NotFound for anyone who may not see the server."""
     server = load_server(user, server_id)
     if not server.can_operate(user):
-        raise NotPermitted("Only the server's owner, their tenant administrators and platform administrators "
-                           "can open its console.")
+        raise NotPermitted(_("Only the server's owner, their tenant administrators and platform administrators "
+                             "can open its console."))
     if server.status != m.SERVER_ACTIVE:
-        raise InvalidInput("The console is available only while the server is running; start it first.")
+        raise InvalidInput(_("The console is available only while the server is running; start it first."))
     ctx = cloud.context()
     if ctx is None or not server.openstack_id:
         return None

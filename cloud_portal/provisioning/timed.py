@@ -9,6 +9,7 @@ between the two leaves a queued job that reconciliation enqueues again, never a 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from sqlalchemy import select
 from cloud_portal.audit import service as audit
 from cloud_portal.errors import InvalidInput, NotPermitted
 from cloud_portal.extensions import db
+from cloud_portal.i18n import _, current_language, for_recipient, long_date
 from cloud_portal.provisioning import models as m
 from cloud_portal.provisioning.reconcile import new_lock_holder, release_worker_lock, take_worker_lock
 from cloud_portal.provisioning.servers import load_server, on_created, queue_action
@@ -74,7 +76,7 @@ def set_schedule(user: User, server_id: int, *, days: list[str] | str | None, st
     admins and platform admins. InvalidInput says what to correct."""
     server = load_server(user, server_id)
     if not server.can_operate(user):
-        raise NotPermitted("Only the server's owner and their administrators can set its schedule.")
+        raise NotPermitted(_("Only the server's owner and their administrators can set its schedule."))
     try:
         weekly = Weekly.parse(days=days, stop=stop, start=start, zone=timezone)
     except ScheduleError as exc:
@@ -88,7 +90,7 @@ def clear_schedule(user: User, server_id: int) -> None:
     """Remove a server's office hours; the caller commits."""
     server = load_server(user, server_id)
     if not server.can_operate(user):
-        raise NotPermitted("Only the server's owner and their administrators can change its schedule.")
+        raise NotPermitted(_("Only the server's owner and their administrators can change its schedule."))
     row = db.session.get(m.ServerSchedule, server.id)
     if row is not None:
         db.session.delete(row)
@@ -178,16 +180,20 @@ def check_lease(tenant: Tenant, catalog_key: str, until: date | None, *, today: 
     today = today or utcnow().astimezone(LEASE_ZONE).date()
     if until is None:
         if catalog_key in (tenant.lease_required_for or []):
-            limit = f" (at most {tenant.lease_max_days} days)" if tenant.lease_max_days else ""
-            raise InvalidInput(f"{tenant.name_en} asks for an expiry date for this size; choose the last day "
-                               f"it is needed{limit}.")
+            if tenant.lease_max_days:
+                raise InvalidInput(_("%(tenant)s asks for an expiry date for this size; choose the last day it is "
+                                     "needed (at most %(days)s days).", tenant=tenant.display_name(current_language()),
+                                     days=tenant.lease_max_days))
+            raise InvalidInput(_("%(tenant)s asks for an expiry date for this size; choose the last day it is "
+                                 "needed.", tenant=tenant.display_name(current_language())))
         return None
     if until < today:
-        raise InvalidInput(f"The expiry date {until:%d %B %Y} has passed; choose a later day.")
+        raise InvalidInput(_("The expiry date %(day)s has passed; choose a later day.", day=long_date(until)))
     if tenant.lease_max_days and until > today + timedelta(days=tenant.lease_max_days):
         latest = today + timedelta(days=tenant.lease_max_days)
-        raise InvalidInput(f"{tenant.name_en} allows at most {tenant.lease_max_days} days; the latest expiry "
-                           f"date is {latest:%d %B %Y}.")
+        raise InvalidInput(_("%(tenant)s allows at most %(days)s days; the latest expiry date is %(latest)s.",
+                             tenant=tenant.display_name(current_language()), days=tenant.lease_max_days,
+                             latest=long_date(latest)))
     return lease_end(until)
 
 
@@ -197,7 +203,7 @@ def extend_lease(user: User, server_id: int, until: date) -> m.Server:
     caller commits. A server already stopped by its expiry stays stopped until someone starts it."""
     server = load_server(user, server_id)
     if not server.can_operate(user):
-        raise NotPermitted("Only the server's owner and their administrators can extend it.")
+        raise NotPermitted(_("Only the server's owner and their administrators can extend it."))
     catalog_key = server.request.catalog_key if server.request else ""
     new_end = check_lease(server.tenant, catalog_key, until)
     before = server.expires_at
@@ -208,8 +214,10 @@ def extend_lease(user: User, server_id: int, until: date) -> m.Server:
     return server
 
 
-def _mail(settings: dict[str, Any], server: m.Server, subject: str, text: str) -> None:
+def _mail(settings: dict[str, Any], server: m.Server, compose: Callable[[], tuple[str, str]]) -> None:
+    """E-mail the server's owner what ``compose`` writes, in their language (see for_recipient)."""
     from cloud_portal.adapters.mail import MailError, send_mail
+    subject, text = for_recipient(server.owner.language, compose)
     try:
         send_mail(settings, server.owner.email, subject, text)
     except MailError as exc:  # the portal shows the same; a lost e-mail must not stop the change
@@ -220,7 +228,9 @@ def _run_lease(server: m.Server, now: datetime, settings: dict[str, Any], grace:
     """Warn, stop or delete one server whose lease is ending or over; returns what happened."""
     assert server.expires_at is not None
     ends, name = server.expires_at, server.name
-    ends_text = ends.astimezone(LEASE_ZONE).strftime("%d %B %Y %H:%M")
+
+    def ends_text() -> str:  # in the language of the e-mail being written
+        return f"{long_date(ends.astimezone(LEASE_ZONE))} {ends.astimezone(LEASE_ZONE):%H:%M}"
     if ends > now:
         left = ends - now
         if left <= timedelta(days=1) and server.expiry_stage != "warned_1":
@@ -232,10 +242,15 @@ def _run_lease(server: m.Server, now: datetime, settings: dict[str, Any], grace:
         server.expiry_stage = stage
         audit.record(None, "server.expiry_warning", "server", server.id, tenant_id=server.tenant_id,
                      after={"days": days})
-        _mail(settings, server, f"{name} expires {'tomorrow' if days == 1 else f'in {days} days'}",
-              f"Your server {name} expires on {ends_text} (UK time). It will then be stopped, and "
-              f"deleted {grace.days} days later.\n\nIf you still need it, extend it on its page in the "
-              f"portal.\n")
+
+        def warning() -> tuple[str, str]:
+            subject = (_("%(name)s expires tomorrow", name=name) if days == 1
+                       else _("%(name)s expires in %(days)s days", name=name, days=days))
+            return subject, _("Your server %(name)s expires on %(ends)s (UK time). It will then be stopped, and "
+                              "deleted %(grace)s days later.\n\nIf you still need it, extend it on its page in "
+                              "the portal.\n", name=name, ends=ends_text(), grace=grace.days)
+
+        _mail(settings, server, warning)
         return f"{name}: warned {days} day(s) before"
     if server.task is not None:
         return None  # busy: the next run tries again
@@ -246,9 +261,15 @@ def _run_lease(server: m.Server, now: datetime, settings: dict[str, Any], grace:
                      after={"delete_after": deleting_at.isoformat()})
         if "stop" in server.allowed_actions():
             queue_action(server, "stop", actor=None, origin="expiry")
-        _mail(settings, server, f"{name} has expired and is stopped",
-              f"Your server {name} expired on {ends_text} and has been stopped. It will be deleted on "
-              f"{deleting_at.astimezone(LEASE_ZONE):%d %B %Y %H:%M} unless it is extended first.\n")
+
+        def stopped() -> tuple[str, str]:
+            deleting = deleting_at.astimezone(LEASE_ZONE)
+            return (_("%(name)s has expired and is stopped", name=name),
+                    _("Your server %(name)s expired on %(ends)s and has been stopped. It will be deleted on "
+                      "%(deleting)s unless it is extended first.\n", name=name, ends=ends_text(),
+                      deleting=f"{long_date(deleting)} {deleting:%H:%M}"))
+
+        _mail(settings, server, stopped)
         return f"{name}: stopped at the end of its lease"
     if now >= deleting_at and "delete" in server.allowed_actions():
         audit.record(None, "server.expiry_delete", "server", server.id, tenant_id=server.tenant_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 
 from cloud_portal.errors import InvalidInput
+from cloud_portal.i18n import _
 
 # RFC 1123 label: ASCII letters, digits and hyphens, 1-63 characters, no hyphen at either end.
 # ASCII-only on purpose: look-alike letters (Cyrillic 'а', fullwidth digits) are refused.
@@ -13,16 +14,16 @@ _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 def validate_hostname(name: str | None) -> str:
     """Return the host name lower-cased, or raise InvalidInput saying what is wrong with it."""
     if name is None or name == "":
-        raise InvalidInput("Enter a name for the server.")
+        raise InvalidInput(_("Enter a name for the server."))
     bad = sorted({ch for ch in name if not (ch.isascii() and (ch.isalnum() or ch == "-"))})
     if bad:
         shown = ", ".join(repr(ch) if ch.isprintable() else f"U+{ord(ch):04X}" for ch in bad[:5])
-        raise InvalidInput(f"The name may contain only the letters a-z, the digits 0-9 and hyphens "
-                           f"(not {shown}).")
+        raise InvalidInput(_("The name may contain only the letters a-z, the digits 0-9 and hyphens "
+                             "(not %(characters)s).", characters=shown))
     if len(name) > 63:
-        raise InvalidInput(f"The name is {len(name)} characters long; the most is 63.")
+        raise InvalidInput(_("The name is %(length)s characters long; the most is 63.", length=len(name)))
     if name.startswith("-") or name.endswith("-"):
-        raise InvalidInput("The name may not start or end with a hyphen.")
+        raise InvalidInput(_("The name may not start or end with a hyphen."))
     if not _LABEL.fullmatch(name):
-        raise InvalidInput("The name is not a valid host name (RFC 1123).")
+        raise InvalidInput(_("The name is not a valid host name (RFC 1123)."))
     return name.lower()

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from cloud_portal.audit import service as audit
 from cloud_portal.errors import InvalidInput, NotFound, NotPermitted
 from cloud_portal.extensions import db
+from cloud_portal.i18n import _, current_language, for_recipient, request_state_word
 from cloud_portal.paging import Listing
 from cloud_portal.quotas.limits import set_limits
 from cloud_portal.quotas.models import (
@@ -20,7 +21,7 @@ from cloud_portal.quotas.models import (
     QUOTA_RESOURCES,
     QuotaIncreaseRequest,
 )
-from cloud_portal.quotas.usage import RESOURCE_WORDS, serialised_for_tenant
+from cloud_portal.quotas.usage import resource_words, serialised_for_tenant
 from cloud_portal.timeutil import utcnow
 
 if TYPE_CHECKING:
@@ -35,18 +36,19 @@ def create_increase(user: User, wanted: dict[str, Any], reason: str) -> QuotaInc
     ``wanted`` maps resources to the *extra* amount wanted (None or 0 = nothing more).
     """
     if not user.can_ask_quota_increase:
-        raise NotPermitted("Only people in a member organisation can ask for more quota.")
+        raise NotPermitted(_("Only people in a member organisation can ask for more quota."))
     amounts: dict[str, int | None] = {}
     for resource in QUOTA_RESOURCES:
         value = wanted.get(resource)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-            raise InvalidInput(f"{RESOURCE_WORDS[resource]}: enter a whole number of 0 or more, or leave it blank.")
+            raise InvalidInput(_("%(words)s: enter a whole number of 0 or more, or leave it blank.",
+                                 words=resource_words(resource)))
         amounts[resource] = value or None
     if not any(amounts.values()):
-        raise InvalidInput("Say how much more of at least one resource you need.")
+        raise InvalidInput(_("Say how much more of at least one resource you need."))
     reason = (reason or "").strip()
     if not 3 <= len(reason) <= 1000:
-        raise InvalidInput("Say why you need more (3 to 1000 characters).")
+        raise InvalidInput(_("Say why you need more (3 to 1000 characters)."))
     increase = QuotaIncreaseRequest(tenant_id=user.tenant_id, requester_id=user.id, reason=reason,
                                     state=INCREASE_OPEN, **amounts)
     db.session.add(increase)
@@ -65,7 +67,7 @@ def increases_listing(viewer: User, *, scope: str = "mine") -> Listing[QuotaIncr
     if scope == "mine":
         return Listing(query.where(QuotaIncreaseRequest.requester_id == viewer.id), keys)
     if not viewer.can_edit_quotas:
-        raise NotPermitted("Only platform administrators can see every quota-increase request.")
+        raise NotPermitted(_("Only platform administrators can see every quota-increase request."))
     if scope == "open":
         return Listing(query.where(QuotaIncreaseRequest.state == INCREASE_OPEN), keys)
     if scope == "decided":
@@ -83,16 +85,17 @@ def load_increase(viewer: User, increase_id: int) -> QuotaIncreaseRequest:
     """The increase request if ``viewer`` may see it (the requester, platform admins), else NotFound."""
     increase = db.session.get(QuotaIncreaseRequest, increase_id)
     if increase is None or not (increase.requester_id == viewer.id or viewer.can_edit_quotas):
-        raise NotFound("There is no such quota-increase request.")
+        raise NotFound(_("There is no such quota-increase request."))
     return increase
 
 
 def _open_increase_for_decision(admin: User, increase_id: int) -> QuotaIncreaseRequest:
     if not admin.can_edit_quotas:
-        raise NotPermitted("Only platform administrators can decide quota-increase requests.")
+        raise NotPermitted(_("Only platform administrators can decide quota-increase requests."))
     increase = load_increase(admin, increase_id)
     if increase.state != INCREASE_OPEN:
-        raise InvalidInput(f"This quota-increase request is already {increase.state}.")
+        raise InvalidInput(_("This quota-increase request is already %(state)s.",
+                             state=request_state_word(increase.state)))
     return increase
 
 
@@ -109,7 +112,7 @@ def approve_increase(admin: User, increase_id: int, reason: str = "") -> QuotaIn
     with serialised_for_tenant(tenant.id) as limits:
         fresh = db.session.get(QuotaIncreaseRequest, increase_id)  # re-read under the lock
         if fresh is None or fresh.state != INCREASE_OPEN:
-            raise InvalidInput("This quota-increase request was decided meanwhile.")
+            raise InvalidInput(_("This quota-increase request was decided meanwhile."))
         increase = fresh
         new_tenant = dict(limits.tenant)
         for resource, extra in increase.wanted().items():
@@ -130,7 +133,7 @@ def decline_increase(admin: User, increase_id: int, reason: str) -> QuotaIncreas
     increase = _open_increase_for_decision(admin, increase_id)
     reason = (reason or "").strip()
     if not 3 <= len(reason) <= 500:
-        raise InvalidInput("Give the requester a reason (3 to 500 characters).")
+        raise InvalidInput(_("Give the requester a reason (3 to 500 characters)."))
     increase.state, increase.decided_by_id, increase.decided_at = INCREASE_DECLINED, admin.id, utcnow()
     increase.decision_reason = reason
     audit.record(admin, "quota.increase_decline", "quota_increase_request", increase.id,
@@ -144,15 +147,27 @@ def notify_increase_decision(settings: dict[str, Any], increase: QuotaIncreaseRe
     """E-mail the requester the decision and its reason. Never raises: a lost e-mail is logged,
     and the decision (already committed) stands; the requester also sees it in the portal."""
     from cloud_portal.adapters.mail import MailError, send_mail
-    wanted = ", ".join(f"{amount} {RESOURCE_WORDS[r]}" for r, amount in increase.wanted().items())
-    verdict = "approved" if increase.state == INCREASE_APPROVED else "declined"
-    lines = [f"Your request for more quota for {increase.tenant.name_en} ({wanted}) was {verdict}."]
-    if increase.decision_reason:
-        lines.append(f"Reason: {increase.decision_reason}")
-    if increase.state == INCREASE_APPROVED:
-        lines.append("The new limits apply now.")
+
+    def compose() -> tuple[str, str]:
+        wanted = ", ".join(f"{amount} {resource_words(r)}" for r, amount in increase.wanted().items())
+        tenant = increase.tenant.display_name(current_language())
+        if increase.state == INCREASE_APPROVED:
+            subject = _("Quota increase approved")
+            lines = [_("Your request for more quota for %(tenant)s (%(wanted)s) was approved.",
+                       tenant=tenant, wanted=wanted)]
+        else:
+            subject = _("Quota increase declined")
+            lines = [_("Your request for more quota for %(tenant)s (%(wanted)s) was declined.",
+                       tenant=tenant, wanted=wanted)]
+        if increase.decision_reason:
+            lines.append(_("Reason: %(reason)s", reason=increase.decision_reason))
+        if increase.state == INCREASE_APPROVED:
+            lines.append(_("The new limits apply now."))
+        return subject, "\n\n".join(lines) + "\n"
+
+    subject, body = for_recipient(increase.requester.language, compose)
     try:
-        return send_mail(settings, increase.requester.email, f"Quota increase {verdict}", "\n\n".join(lines) + "\n")
+        return send_mail(settings, increase.requester.email, subject, body)
     except MailError as exc:
         log.warning("quota increase %s: e-mail to the requester failed: %s", increase.id, exc)
         return False
@@ -180,6 +195,6 @@ def decide_increase(admin: User, increase_id: int, decision: str, reason: str = 
         increase = decline_increase(admin, increase_id, reason)
         db.session.commit()
     else:
-        raise InvalidInput("Decide with approve or decline.")
+        raise InvalidInput(_("Decide with approve or decline."))
     notify_increase_decision(dict(current_app.config), increase)
     return IncreaseDecision(increase, failed)

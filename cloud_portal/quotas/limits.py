@@ -9,11 +9,12 @@ from sqlalchemy import select
 from cloud_portal.audit import service as audit
 from cloud_portal.errors import InvalidInput, NotPermitted
 from cloud_portal.extensions import db
+from cloud_portal.i18n import _, current_language
 from cloud_portal.quotas.models import QUOTA_RESOURCES, SCOPE_PER_USER, SCOPE_TENANT, QuotaLimit, QuotaUsage
 from cloud_portal.quotas.usage import (
-    RESOURCE_WORDS,
     TenantLimits,
     lock_tenant_in_transaction,
+    resource_words,
     serialised_for_tenant,
     usage_for_tenant,
 )
@@ -32,7 +33,7 @@ class LimitsBelowUsage(InvalidInput):
     """
 
     def __init__(self, problems: list[str]) -> None:
-        super().__init__(" ".join(problems) + " Confirm to apply the lower limits anyway.")
+        super().__init__(" ".join([*problems, _("Confirm to apply the lower limits anyway.")]))
         self.problems = problems
 
 
@@ -44,17 +45,19 @@ def _clean_limits(tenant_limits: dict[str, Any],
     for resource in QUOTA_RESOURCES:
         value = tenant_limits.get(resource)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise InvalidInput(f"The tenant limit for {RESOURCE_WORDS[resource]} must be a whole number "
-                               f"of 0 or more, not {value!r}.")
+            raise InvalidInput(_("The tenant limit for %(words)s must be a whole number of 0 or more, not %(value)s.",
+                                 words=resource_words(resource), value=repr(value)))
         tenant_clean[resource] = value
         per_user = per_user_limits.get(resource)
         if per_user is not None:
             if isinstance(per_user, bool) or not isinstance(per_user, int) or per_user < 0:
-                raise InvalidInput(f"The limit for each person for {RESOURCE_WORDS[resource]} must be a "
-                                   f"whole number of 0 or more, or blank for no limit, not {per_user!r}.")
+                raise InvalidInput(_("The limit for each person for %(words)s must be a whole number of 0 or more, "
+                                     "or blank for no limit, not %(value)s.", words=resource_words(resource),
+                                     value=repr(per_user)))
             if per_user > value:
-                raise InvalidInput(f"The limit for each person ({per_user} {RESOURCE_WORDS[resource]}) cannot "
-                                   f"be more than the tenant's limit ({value}).")
+                raise InvalidInput(_("The limit for each person (%(amount)s %(words)s) cannot be more than the "
+                                     "tenant's limit (%(limit)s).", amount=per_user, words=resource_words(resource),
+                                     limit=value))
         per_user_clean[resource] = per_user
     return tenant_clean, per_user_clean
 
@@ -63,7 +66,9 @@ def _over_usage(tenant: Tenant, tenant_new: dict[str, int], per_user_new: dict[s
                 before: TenantLimits) -> list[str]:
     """Sentences naming each lowered limit that current usage is above."""
     usage = usage_for_tenant(tenant.id)
-    problems = [f"{tenant.name_en} uses {usage[r]} {RESOURCE_WORDS[r]}; the new limit {limit} is below that."
+    name = tenant.display_name(current_language())
+    problems = [_("%(tenant)s uses %(used)s %(words)s; the new limit %(limit)s is below that.", tenant=name,
+                  used=usage[r], words=resource_words(r), limit=limit)
                 for r, limit in tenant_new.items()
                 if limit < before.tenant.get(r, limit + 1) and usage[r] > limit]
     lowered = [r for r, limit in per_user_new.items() if limit is not None
@@ -76,8 +81,9 @@ def _over_usage(tenant: Tenant, tenant_new: dict[str, int], per_user_new: dict[s
             assert limit is not None
             over = [row[i] for row in rows if row[i] > limit]
             if over:
-                problems.append(f"The new limit for each person of {limit} {RESOURCE_WORDS[resource]} is below "
-                                f"what {len(over)} of {tenant.name_en}'s people use (the most is {max(over)}).")
+                problems.append(_("The new limit for each person of %(limit)s %(words)s is below what %(count)s of "
+                                  "%(tenant)s's people use (the most is %(most)s).", limit=limit,
+                                  words=resource_words(resource), count=len(over), tenant=name, most=max(over)))
     return problems
 
 
@@ -96,9 +102,9 @@ def set_limits(actor: User, tenant: Tenant, tenant_limits: dict[str, Any], per_u
     A later ``tenants sync`` puts tenants.yaml's limits back.
     """
     if not actor.can_edit_quotas:
-        raise NotPermitted("Only platform administrators can change quota limits.")
+        raise NotPermitted(_("Only platform administrators can change quota limits."))
     if tenant.is_platform:
-        raise InvalidInput("The platform's own tenant has no quota limits.")
+        raise InvalidInput(_("The platform's own tenant has no quota limits."))
     tenant_new, per_user_new = _clean_limits(tenant_limits, per_user_limits)
     with serialised_for_tenant(tenant.id) as before:
         if not confirm_below_usage:

@@ -9,6 +9,7 @@ from sqlalchemy import select, update
 from cloud_portal.audit import service as audit
 from cloud_portal.errors import InvalidInput, NotFound, PortalError, QuotaExceeded
 from cloud_portal.extensions import db
+from cloud_portal.i18n import _, current_language
 from cloud_portal.quotas.models import (
     QUOTA_RESOURCES,
     RESERVATION_CONSUMED,
@@ -18,11 +19,11 @@ from cloud_portal.quotas.models import (
 )
 from cloud_portal.quotas.usage import (
     COUNTED_STATES,
-    RESOURCE_WORDS,
     TenantLimits,
     _quota_transaction,
     _tenant_and_user_usage,
     add_usage,
+    resource_words,
 )
 from cloud_portal.tenants.models import Tenant
 from cloud_portal.timeutil import utcnow
@@ -41,16 +42,16 @@ def _shortfalls(tenant_name: str, limits: TenantLimits, tenant_usage: dict[str, 
     for resource, need in wanted.items():
         if need <= 0:
             continue
-        words = RESOURCE_WORDS[resource]
+        words = resource_words(resource)
         limit = limits.tenant.get(resource)
         if limit is None:
-            problems.append(f"{tenant_name} has no quota for {words}; "
-                            f"ask a platform administrator to set one.")
+            problems.append(_("%(tenant)s has no quota for %(words)s; ask a platform administrator to set one.",
+                              tenant=tenant_name, words=words))
             continue
         left = max(0, limit - tenant_usage[resource])
         if need > left:
-            problems.append(f"{tenant_name} has {left} of {limit} {words} left; "
-                            f"this request needs {need}.")
+            problems.append(_("%(tenant)s has %(left)s of %(limit)s %(words)s left; this request needs %(need)s.",
+                              tenant=tenant_name, left=left, limit=limit, words=words, need=need))
     return problems + _person_shortfalls(limits, user_usage, wanted, holder)
 
 
@@ -65,9 +66,16 @@ def _person_shortfalls(limits: TenantLimits, user_usage: dict[str, int], wanted:
             continue
         left = max(0, user_limit - user_usage[resource])
         if need > left:
-            has = "have" if holder == "You" else "has"
-            problems.append(f"{holder} {has} {left} of {user_limit} {RESOURCE_WORDS[resource]} left; "
-                            f"{needing} {need}.")
+            words = resource_words(resource)
+            if holder == "You":
+                problems.append(_("You have %(left)s of %(limit)s %(words)s left; this request needs %(need)s.",
+                                  left=left, limit=user_limit, words=words, need=need))
+            elif needing == "this needs":
+                problems.append(_("%(holder)s has %(left)s of %(limit)s %(words)s left; this needs %(need)s.",
+                                  holder=holder, left=left, limit=user_limit, words=words, need=need))
+            else:
+                problems.append(_("%(holder)s has %(left)s of %(limit)s %(words)s left; this request needs "
+                                  "%(need)s.", holder=holder, left=left, limit=user_limit, words=words, need=need))
     return problems
 
 
@@ -94,16 +102,17 @@ def reserve(tenant: Tenant, user: User, *, instances: int = 0, vcpus: int = 0, r
               "desktops": desktops}
     for resource, amount in wanted.items():
         if not isinstance(amount, int) or amount < 0:
-            raise InvalidInput(f"{resource} must be a whole number of 0 or more, not {amount!r}.")
+            raise InvalidInput(_("%(resource)s must be a whole number of 0 or more, not %(amount)s.",
+                                 resource=resource, amount=repr(amount)))
     purpose = (purpose or "").strip()
     if not purpose or len(purpose) > 120:
-        raise InvalidInput("A reservation needs a purpose of 1 to 120 characters, e.g. 'request:123'.")
+        raise InvalidInput(_("A reservation needs a purpose of 1 to 120 characters, e.g. 'request:123'."))
     # Plain values read up front: committing expires ORM objects, and lazy loads inside the
     # locked block would lengthen the time other requests wait for the lock.
-    tenant_id, tenant_name, tenant_slug = tenant.id, tenant.name_en, tenant.slug
+    tenant_id, tenant_name, tenant_slug = tenant.id, tenant.display_name(current_language()), tenant.slug
     user_id, user_email = user.id, user.email
     if user.tenant_id != tenant_id:
-        raise InvalidInput(f"{user_email} is not a member of {tenant_name}.")
+        raise InvalidInput(_("%(email)s is not a member of %(tenant)s.", email=user_email, tenant=tenant_name))
     acting = actor if actor is not None else user
     acting_email = acting.email
 
@@ -144,7 +153,7 @@ def _locked(reservation_id: int) -> QuotaReservation | None:
 def _get_reservation(reservation_id: int) -> QuotaReservation:
     reservation = db.session.get(QuotaReservation, reservation_id)
     if reservation is None:
-        raise NotFound(f"There is no quota reservation {reservation_id}.")
+        raise NotFound(_("There is no quota reservation %(id)s.", id=reservation_id))
     return reservation
 
 
@@ -226,7 +235,8 @@ def move_hold(reservation_id: int, to_user: User, actor: User | None = None) -> 
     if tenant_id is None:
         return
     if to_user.tenant_id != tenant_id:
-        raise InvalidInput(f"{to_user.email} is not a member of the organisation that holds this quota.")
+        raise InvalidInput(_("%(email)s is not a member of the organisation that holds this quota.",
+                             email=to_user.email))
     with _quota_transaction(tenant_id) as txn:
         limits = txn.lock()  # the tenant's lock first, then the reservation (see quotas.usage)
         held = _locked(reservation_id)
@@ -235,7 +245,7 @@ def move_hold(reservation_id: int, to_user: User, actor: User | None = None) -> 
             return
         amounts = held.amounts()
         if held.state in COUNTED_STATES:
-            _, their_usage = _tenant_and_user_usage(tenant_id, to_user.id)
+            _tenant_usage, their_usage = _tenant_and_user_usage(tenant_id, to_user.id)
             problems = _person_shortfalls(limits, their_usage, amounts, to_user.email, needing="this needs")
             if problems:
                 raise QuotaExceeded(" ".join(problems))

@@ -30,6 +30,7 @@ from sqlalchemy import Select, bindparam, case, func, select
 
 from cloud_portal.errors import NotFound
 from cloud_portal.extensions import db
+from cloud_portal.i18n import N_, _
 from cloud_portal.quotas.models import (
     QUOTA_RESOURCES,
     RESERVATION_CONSUMED,
@@ -48,13 +49,19 @@ log = logging.getLogger(__name__)
 COUNTED_STATES = (RESERVATION_OPEN, RESERVATION_CONSUMED)
 
 #: How each resource reads in a sentence: "2 of 160 vCPUs left".
+#: English as stored and logged; sentences shown to people use :func:`resource_words`.
 RESOURCE_WORDS: dict[str, str] = {
-    "instances": "instances",
-    "vcpus": "vCPUs",
-    "ram_mib": "MiB of RAM",
-    "disk_gb": "GB of disk",
-    "desktops": "desktops",
+    "instances": N_("instances"),
+    "vcpus": N_("vCPUs"),
+    "ram_mib": N_("MiB of RAM"),
+    "disk_gb": N_("GB of disk"),
+    "desktops": N_("desktops"),
 }
+
+
+def resource_words(resource: str) -> str:
+    """How a sentence names an amount of ``resource`` ("vCPUs"), in the reader's language."""
+    return _(RESOURCE_WORDS[resource])
 
 #: Key in ``Session.info`` holding the session's current quota transaction, if any.
 _LOCK_KEY = "cloud_portal.quotas.transaction"
@@ -263,9 +270,9 @@ class _QuotaTransaction:
         if self.limits is None:
             rows = db.session.execute(_lock_statement(), {"tenant_id": self.tenant_id}).all()
             if not rows:
-                raise NotFound(f"There is no tenant with id {self.tenant_id}.")
+                raise NotFound(_("There is no tenant with id %(id)s.", id=self.tenant_id))
             limits = TenantLimits()
-            for _, scope, resource, limit in rows:
+            for _row_id, scope, resource, limit in rows:
                 if scope == SCOPE_TENANT:
                     limits.tenant[resource] = limit
                 elif scope == SCOPE_PER_USER:

@@ -15,9 +15,10 @@
       var li = document.createElement("li");
       li.className = "step-" + step.status;
       var strong = document.createElement("strong");
-      strong.textContent = step.task;
+      strong.textContent = step.task_label;
       li.appendChild(strong);
-      li.appendChild(document.createTextNode(" — " + step.status + (step.message ? ": " + step.message : "")));
+      li.appendChild(document.createTextNode(" — " + step.status_label +
+        (step.message_label ? ": " + step.message_label : "")));
       list.appendChild(li);
     });
     announce(data);
@@ -41,7 +42,7 @@
   function announce(data) {
     if (!announcer) { return; }
     var last = data.steps.length ? data.steps[data.steps.length - 1] : null;
-    var text = data.state_label + (last ? ". " + last.task + " — " + last.status : "");
+    var text = data.state_label + (last ? ". " + last.task_label + " — " + last.status_label : "");
     text = text.charAt(0).toUpperCase() + text.slice(1);  // a sentence: the label is lower case mid-line
     if (announcer.textContent !== text) { announcer.textContent = text; }
   }

@@ -9,10 +9,22 @@ from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.routing import IntegerConverter
 
+from cloud_portal.billing.labels import component_label, unit_label
 from cloud_portal.catalog.service import RATES_CACHE_KEY
 from cloud_portal.errors import NotFound, NotPermitted, PortalError
 from cloud_portal.extensions import db
-from cloud_portal.web.common import flash_error, quota_label, role_label
+from cloud_portal.i18n import action_word, shown
+from cloud_portal.provisioning.step_words import (
+    cause_label,
+    job_state,
+    kind_label,
+    reason_shown,
+    server_status,
+    step_message,
+    step_name,
+    step_status,
+)
+from cloud_portal.web.common import flash_error, hall_label, quota_label, role_label
 
 #: The largest value of an INTEGER column (PostgreSQL's is 32-bit).
 MAX_DATABASE_INT = 2**31 - 1
@@ -46,6 +58,13 @@ def register_web(app: Flask) -> None:
 
     # A global, not a context variable: macros imported without context (macros.html) use it.
     app.jinja_env.globals["quota_label_text"] = quota_label
+    # Texts kept in English in the database, translated as pages show them (see cloud_portal.i18n).
+    app.jinja_env.filters.update(shown=shown, reason_shown=reason_shown, step_name=step_name,
+                                 step_status=step_status, job_state=job_state, action_word=action_word)
+    app.jinja_env.globals["step_message"] = step_message
+    app.jinja_env.filters.update(component_label=component_label, unit_label=unit_label, server_status=server_status,
+                                 kind_label=kind_label, cause_label=cause_label, quota_label=quota_label,
+                                 hall_label=hall_label)
 
     @app.context_processor
     def inject_globals() -> dict[str, Any]:
@@ -57,6 +76,9 @@ def register_web(app: Flask) -> None:
     def remember_start() -> None:
         import time
         g.request_started = time.perf_counter()
+        # A language worked out before this request in the same app context (a service called
+        # directly by a test or script answers in English) must not decide this page's.
+        g.pop("_flask_babel", None)
 
     @app.teardown_request
     def forget_request_caches(exc: BaseException | None) -> None:
@@ -66,6 +88,7 @@ def register_web(app: Flask) -> None:
         g.pop("_login_user", None)
         g.pop("_flask_babel", None)
         g.pop(RATES_CACHE_KEY, None)
+        g.pop("hall_names", None)
 
     @app.after_request
     def security_headers(response):

@@ -12,6 +12,7 @@ from cloud_portal.accounts.models import User
 from cloud_portal.audit.service import visible_events_listing
 from cloud_portal.errors import PortalError
 from cloud_portal.extensions import db
+from cloud_portal.i18n import current_language
 from cloud_portal.provisioning.servers import owned_by, owned_counts
 from cloud_portal.tenants.models import Tenant
 from cloud_portal.tenants.service import list_tenants
@@ -150,5 +151,6 @@ def _secret_once(title: str, message: str, secret: str):
 @roles_required(*ADMINS)
 def audit_log():
     events = page_of(visible_events_listing(current_user), PAGE_SIZE)
-    tenant_names = dict(db.session.execute(select(Tenant.id, Tenant.slug)).all())
+    locale = current_language()
+    tenant_names = {t.id: t.display_name(locale) for t in db.session.scalars(select(Tenant))}
     return render_template("admin/audit.html", events=events, tenant_names=tenant_names)

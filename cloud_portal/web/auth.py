@@ -82,6 +82,9 @@ def _signed_in(user, next_target: str | None, sso_tenant: str | None = None, id_
     session.permanent = True
     if lang:
         session["lang"] = lang
+        # A language picked on the sign-in page is the person's choice as much as one picked later.
+        accounts.set_language(user, lang)
+        db.session.commit()
     if sso_tenant:
         # For RP-initiated logout: which provider to sign out of, and the hint it asks for.
         session["sso"] = {"tenant": sso_tenant, "id_token": id_token, "origin": sso.provider_origin(sso_tenant)}
@@ -301,4 +304,8 @@ def set_language():
     form = LanguageForm()
     if form.validate_on_submit() and form.lang.data in languages():
         session["lang"] = form.lang.data
+        if current_user.is_authenticated:
+            # Remembered on the account too, so e-mails the portal sends later are in this language.
+            accounts.set_language(current_user, form.lang.data)
+            db.session.commit()
     return redirect(safe_next(form.next.data))

@@ -104,6 +104,16 @@ def quota_label(resource: str) -> str:
     return str(label) if label is not None else resource
 
 
+def hall_label(key: str) -> str:
+    """A data hall's name in the page's language (the names read once per request)."""
+    from cloud_portal.i18n import current_language
+    from cloud_portal.tenants.service import hall_names
+    names = g.get("hall_names")
+    if names is None:
+        names = g.hall_names = hall_names(current_language())
+    return names.get(key, key)
+
+
 def role_label(role: str) -> str:
     labels = {
         "member": _("Member"),

@@ -29,6 +29,7 @@ from cloud_portal.provisioning import requests as orders
 from cloud_portal.provisioning import servers as server_service
 from cloud_portal.provisioning import timed
 from cloud_portal.provisioning.leases import latest_job
+from cloud_portal.provisioning.step_words import reason_shown, step_message, step_name, step_status
 from cloud_portal.quotas.service import headroom
 from cloud_portal.tenants.service import hall_names
 from cloud_portal.unit_of_work import commit
@@ -141,9 +142,12 @@ def request_progress(request_id: int):
     return jsonify({
         "state": order.state, "state_label": render_template_string(
             '{% from "macros.html" import state_label %}{{ state_label(state) }}', state=order.state),
-        "reason": order.reason,
+        "reason": reason_shown(order.reason) or None,
         "server_url": url_for("servers.show_server", server_id=server.id) if server else None,
-        "steps": [{"task": s.task, "status": s.status, "at": s.at.isoformat(), "message": s.message}
+        # task, status and message as stored (what scripts match on); the labels as the page shows them.
+        "steps": [{"task": s.task, "status": s.status, "at": s.at.isoformat(), "message": s.message,
+                   "task_label": step_name(s.task), "status_label": step_status(s.status),
+                   "message_label": step_message(s.task, s.status, s.message)}
                   for s in (job.steps if job else [])],
     })
 
