@@ -144,3 +144,18 @@ def test_the_docs_page_shows_operations_models_and_codes_in_both_languages(clien
     welsh = client.get("/api/v1/docs").get_data(as_text=True)
     assert 'lang="cy"' in welsh and "<code>POST /api/v1/requests</code>" in welsh
     assert "API documentation" not in welsh
+
+
+def test_a_month_after_2107_exports_as_a_spreadsheet(app: Any, make_user: Any) -> None:
+    """Found by the fuzzer: a zip entry's date (MS-DOS) ends with 2107, and the xlsx export dated
+    its entries in the month exported, so /billing/months/7142-03/export?format=xlsx was a 500."""
+    import io
+    import zipfile
+    finance = make_user("finance", "platform")
+    token = create_api_token(None, finance, "far future")
+    db.session.commit()
+    answer = app.test_client().get("/api/v1/billing/months/7142-03/export?format=xlsx",
+                                   headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 200
+    dated = {info.date_time[:3] for info in zipfile.ZipFile(io.BytesIO(answer.data)).infolist()}
+    assert dated == {(2107, 12, 31)}
