@@ -29,7 +29,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from sqlalchemy import create_engine, select
+from sqlalchemy import Engine, create_engine, select
 
 from cloud_portal.extensions import db
 from tests.conftest import REPO_ROOT
@@ -44,20 +44,17 @@ INVALID_EXAMPLES = 5
 VOLATILE_COLUMNS = {("api_tokens", "last_used_at")}
 
 
-def database_digest(url: str) -> str:
-    """A hash of every committed row of every table (less VOLATILE_COLUMNS), read on a fresh connection."""
-    engine = create_engine(url)
+def database_digest(engine: Engine) -> str:
+    """A hash of every committed row of every table (less VOLATILE_COLUMNS), read on a connection
+    of its own (so what the request's session holds uncommitted is not counted)."""
     digest = hashlib.sha256()
-    try:
-        with engine.connect() as conn:
-            for table in db.metadata.sorted_tables:
-                columns = [c for c in table.columns if (table.name, c.name) not in VOLATILE_COLUMNS]
-                rows = sorted(repr(tuple(row)) for row in conn.execute(select(*columns)))
-                digest.update(table.name.encode())
-                for row in rows:
-                    digest.update(row.encode())
-    finally:
-        engine.dispose()
+    with engine.connect() as conn:
+        for table in db.metadata.sorted_tables:
+            columns = [c for c in table.columns if (table.name, c.name) not in VOLATILE_COLUMNS]
+            rows = sorted(repr(tuple(row)) for row in conn.execute(select(*columns)))
+            digest.update(table.name.encode())
+            for row in rows:
+                digest.update(row.encode())
     return digest.hexdigest()
 
 
@@ -93,44 +90,62 @@ def fuzz_world(make_app: Callable[..., Any], database_url: str) -> Any:
         yield app, tokens, database_url
 
 
+class Fuzzer:
+    """Runs one operation's generated cases as one role, keeping the tallies and the last digest."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.calls = {"refused": 0, "accepted": 0}
+        self.statuses: Counter[str] = Counter()
+        #: The digest as the last refused call left the database (None after an accepted one).
+        self.digest: str | None = None
+
+    def run(self, operation: Any, mode: Any, examples: int, role: str, token: str) -> None:
+        headers = {"Authorization": f"Bearer {token}"}
+        checks = [status_code_conformance, content_type_conformance, response_schema_conformance]
+
+        @given(case=operation.as_strategy(generation_mode=mode))
+        @settings(max_examples=examples, derandomize=True, database=None, deadline=None,
+                  suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
+        def call(case: Any) -> None:
+            before = self.digest or database_digest(self.engine)
+            response = case.call(headers=headers)
+            self.statuses[f"{case.method} {case.path} {response.status_code}"] += 1
+            no_server_error(response, case)
+            if mode == schemathesis.GenerationMode.POSITIVE:
+                case.validate_response(response, checks=checks, headers=headers)
+            if 400 <= response.status_code < 500:
+                self.calls["refused"] += 1
+                pending = db.session.new or db.session.dirty or db.session.deleted
+                assert not pending, (role, case.method, case.formatted_path, response.status_code, pending)
+                after = database_digest(self.engine)
+                assert after == before, (f"{role}: {case.method} {case.formatted_path} answered "
+                                         f"{response.status_code} but changed the database")
+                self.digest = after
+            else:
+                self.calls["accepted"] += 1
+                self.digest = None
+            db.session.rollback()
+
+        call()
+
+
 def test_every_operation_as_every_role_keeps_its_contract(fuzz_world: Any) -> None:
     app, tokens, url = fuzz_world
     schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) == 24  # every operation of api.py and api_billing.py
-    checks = [status_code_conformance, content_type_conformance, response_schema_conformance]
-    calls = {"refused": 0, "accepted": 0}
-    statuses: Counter[str] = Counter()
-
-    for role, token in tokens.items():
-        headers = {"Authorization": f"Bearer {token}"}
-        for operation in operations:
-            for mode, examples in ((schemathesis.GenerationMode.POSITIVE, VALID_EXAMPLES),
-                                   (schemathesis.GenerationMode.NEGATIVE, INVALID_EXAMPLES)):
-                @given(case=operation.as_strategy(generation_mode=mode))
-                @settings(max_examples=examples, derandomize=True, database=None, deadline=None,
-                          suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
-                def call(case: Any) -> None:
-                    before = database_digest(url)
-                    response = case.call(headers=headers)
-                    statuses[f"{case.method} {case.path} {response.status_code}"] += 1
-                    no_server_error(response, case)
-                    if mode == schemathesis.GenerationMode.POSITIVE:
-                        case.validate_response(response, checks=checks, headers=headers)
-                    if 400 <= response.status_code < 500:
-                        calls["refused"] += 1
-                        pending = db.session.new or db.session.dirty or db.session.deleted
-                        assert not pending, (role, case.method, case.formatted_path, response.status_code, pending)
-                        assert database_digest(url) == before, (
-                            f"{role}: {case.method} {case.formatted_path} answered {response.status_code} "
-                            f"but changed the database")
-                    else:
-                        calls["accepted"] += 1
-                    db.session.rollback()
-
-                call()
+    engine = create_engine(url)
+    fuzzer = Fuzzer(engine)
+    try:
+        for role, token in tokens.items():
+            for operation in operations:
+                fuzzer.run(operation, schemathesis.GenerationMode.POSITIVE, VALID_EXAMPLES, role, token)
+                fuzzer.run(operation, schemathesis.GenerationMode.NEGATIVE, INVALID_EXAMPLES, role, token)
+    finally:
+        engine.dispose()
     # What was answered how often, for a person wondering how far the fuzzer got.
     ARTIFACTS.mkdir(exist_ok=True)
-    (ARTIFACTS / "api-fuzz.json").write_text(json.dumps(dict(sorted(statuses.items())), indent=1))
+    (ARTIFACTS / "api-fuzz.json").write_text(json.dumps(dict(sorted(fuzzer.statuses.items())), indent=1))
     # The fuzzer got past the door, not only refusals.
-    assert calls["accepted"] > 200 and calls["refused"] > 200, calls
+    assert fuzzer.calls["accepted"] > 200 and fuzzer.calls["refused"] > 200, fuzzer.calls

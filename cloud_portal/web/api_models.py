@@ -23,7 +23,9 @@ API_PAGE_SIZE = 50
 
 
 class NewRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"kind": "vm", "size": "small", "image": "debian-12", "data_hall": "local-government", "name": "web-1"},
+        {"kind": "desktop", "size": "office-linux", "data_hall": "local-government", "name": "desk-1"}]})
     kind: Literal["vm", "desktop"]
     #: VM size key or desktop template key from /catalog.
     size: str = Field(max_length=40)
@@ -38,7 +40,8 @@ class NewRequest(BaseModel):
 
 
 class ScheduleBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"days": ["mon", "tue", "wed", "thu", "fri"], "stop": "19:00", "start": "07:30"}]})
     #: Days it applies, e.g. ["mon", "tue", "wed", "thu", "fri"].
     days: list[str] = Field(min_length=1, max_length=7)
     #: Local times "HH:MM"; either may be null (that half is off).
@@ -76,7 +79,8 @@ class NewQuotaIncrease(BaseModel):
 
 
 class ServerActionBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"action": "stop"}, {"action": "resize", "size": "medium"}]})
     action: Literal["start", "stop", "reboot", "resize", "delete"]
     size: str | None = Field(default=None, max_length=40)
 

@@ -211,7 +211,8 @@ def openapi_document(app: Flask) -> dict[str, Any]:
                     op["requestBody"]["required"] = False
                 for parameter in op.get("parameters", []):
                     if parameter["name"] == "month" and parameter["in"] == "path":
-                        parameter["schema"] = {"type": "string", "pattern": r"^\d{4}-\d{2}$"}
+                        parameter["schema"] = {"type": "string", "pattern": r"^\d{4}-(0[1-9]|1[0-2])$",
+                                               "examples": ["2026-11"]}
                         parameter["description"] = "a calendar month, YYYY-MM"
                 file_types = getattr(view, "api_file_types", None)
                 if file_types:
