@@ -11,7 +11,8 @@ and finance. Each answer must be:
 - for a refusal (4xx): nothing changed in the database (a digest of every row of every table,
   read through a connection of its own, and nothing left pending in the request's session).
 
-Generation is derandomised with a fixed number of examples, so a run is repeatable.
+Calls on one thing run once with generated ids (mostly not found) and once with the ids of the
+seeded server, request and quota-increase request. Generation is derandomised with a fixed number of examples, so a run is repeatable.
 """
 from __future__ import annotations
 
@@ -83,11 +84,13 @@ def fuzz_world(make_app: Callable[..., Any], database_url: str) -> Any:
         db.session.commit()
         people = {role: create_user(role, "platform" if role in ("platform_admin", "finance") else "torfaen")
                   for role in ("member", "tenant_admin", "platform_admin", "finance")}
-        server_seen_active(people["member"], "fuzz-web", utc("2026-11-03T09:00:00"))
-        quota_service.create_increase(people["member"], {"vcpus": 4}, "fuzzing")
+        server = server_seen_active(people["member"], "fuzz-web", utc("2026-11-03T09:00:00"))
+        increase = quota_service.create_increase(people["member"], {"vcpus": 4}, "fuzzing")
         tokens = {role: create_api_token(None, person, "fuzz") for role, person in people.items()}
         db.session.commit()
-        yield app, tokens, database_url
+        # Ids of things that exist, so some calls are about them rather than about nothing (404).
+        existing = {"server_id": server.id, "request_id": server.request_id, "increase_id": increase.id}
+        yield app, tokens, database_url, existing
 
 
 class Fuzzer:
@@ -100,11 +103,12 @@ class Fuzzer:
         #: The digest as the last refused call left the database (None after an accepted one).
         self.digest: str | None = None
 
-    def run(self, operation: Any, mode: Any, examples: int, role: str, token: str) -> None:
+    def run(self, operation: Any, mode: Any, examples: int, role: str, token: str,
+            path_parameters: dict[str, int] | None = None) -> None:
         headers = {"Authorization": f"Bearer {token}"}
         checks = [status_code_conformance, content_type_conformance, response_schema_conformance]
 
-        @given(case=operation.as_strategy(generation_mode=mode))
+        @given(case=operation.as_strategy(generation_mode=mode, path_parameters=path_parameters))
         @settings(max_examples=examples, derandomize=True, database=None, deadline=None,
                   suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
         def call(case: Any) -> None:
@@ -131,7 +135,7 @@ class Fuzzer:
 
 
 def test_every_operation_as_every_role_keeps_its_contract(fuzz_world: Any) -> None:
-    app, tokens, url = fuzz_world
+    app, tokens, url, existing = fuzz_world
     schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) == 24  # every operation of api.py and api_billing.py
@@ -142,6 +146,9 @@ def test_every_operation_as_every_role_keeps_its_contract(fuzz_world: Any) -> No
             for operation in operations:
                 fuzzer.run(operation, schemathesis.GenerationMode.POSITIVE, VALID_EXAMPLES, role, token)
                 fuzzer.run(operation, schemathesis.GenerationMode.NEGATIVE, INVALID_EXAMPLES, role, token)
+                ids = {name: value for name, value in existing.items() if "{" + name + "}" in operation.path}
+                if ids:
+                    fuzzer.run(operation, schemathesis.GenerationMode.POSITIVE, VALID_EXAMPLES, role, token, ids)
     finally:
         engine.dispose()
     # What was answered how often, for a person wondering how far the fuzzer got.
