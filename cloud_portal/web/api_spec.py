@@ -107,7 +107,9 @@ def validation_sentence(exc: ValidationError) -> str:
     where = ".".join(str(part) for part in first["loc"]) or "body"
     if first["type"] == "literal_error":
         choices = str(first.get("ctx", {}).get("expected", "")).replace("'", "")
-        return f"{where}: {first['input']!r} is not one of the choices; choose {choices}."
+        given = repr(first["input"])
+        given = given if len(given) <= 40 else given[:37] + "..."  # the sentence is for a person, not an echo
+        return f"{where}: {given} is not one of the choices; choose {choices}."
     return f"{where}: {first['msg']}"
 
 
@@ -189,10 +191,6 @@ def validated_body(model: type[M]) -> M:
     value = request.context.json  # type: ignore[attr-defined]
     assert isinstance(value, model)
     return value
-
-
-#: Answers that are files, not JSON: operation id → content types (declared in the document).
-FILE_ANSWERS: dict[str, dict[str, str]] = {}
 
 
 def openapi_document(app: Flask) -> dict[str, Any]:
