@@ -13,6 +13,7 @@ itself for an unknown address (404), a wrong method (405) or a crash (500).
 """
 from __future__ import annotations
 
+import copy
 import logging
 import re
 from collections.abc import Callable, Iterable
@@ -198,8 +199,14 @@ def openapi_document(app: Flask) -> dict[str, Any]:
     cached = app.extensions.get("api_openapi_document")
     if cached is not None:
         return dict(cached)
+    # spectree's generator moves nested models out of its registry as it writes them, so a second
+    # app (tests make many) would get a document without them: it writes from a copy.
+    pristine = copy.deepcopy(api_spec.models)
     with force_locale("en"):
-        document = api_spec._generate_spec()  # noqa: SLF001 - per app: .spec would keep the first app's
+        try:
+            document = api_spec._generate_spec()  # noqa: SLF001 - per app: .spec keeps the first app's
+        finally:
+            api_spec.models = pristine
         for path, methods in document["paths"].items():
             for method, op in methods.items():
                 view = operation_view(app, path, method)
