@@ -68,6 +68,9 @@ DEFAULTS: dict[str, Any] = {
     "SESSION_COOKIE_SECURE": None,
     "SESSION_LIFETIME_SECONDS": 8 * 3600,
     "LOG_LEVEL": "INFO",
+    #: Check every API answer against its declared model (web/api_spec.py); always on under
+    #: tests. Off by default: it parses each answer again.
+    "API_VALIDATE_RESPONSES": False,
     #: /metrics answers a bearer token equal to this (empty: no token accepted) or a client
     #: address in this comma-separated list of addresses and networks.
     "METRICS_TOKEN": "",

@@ -244,9 +244,16 @@ def _to_xlsx(month: str, lines: list[ExportLine]) -> bytes:
     return _fixed_zip(raw.getvalue(), moment)
 
 
+#: The last moment an MS-DOS date, and so a zip entry, can hold.
+LAST_ZIP_MOMENT = datetime(2107, 12, 31, 23, 59, 58)
+
+
 def _fixed_zip(data: bytes, moment: datetime) -> bytes:
     """``data`` (a zip) rewritten with every entry dated ``moment`` (zipfile stamps them with the clock)."""
     out = io.BytesIO()
+    # A zip entry's date is an MS-DOS date, which ends with 2107: a later month's files carry
+    # that last day (the portal bills months to 9998; without this, their export crashed).
+    moment = min(moment, LAST_ZIP_MOMENT)
     stamp = (moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second)
     with zipfile.ZipFile(io.BytesIO(data)) as source, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
         for entry in source.infolist():

@@ -7,6 +7,7 @@ from flask import Flask, g, redirect, render_template, request, session, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
 from cloud_portal.billing.labels import component_label, unit_label
@@ -24,6 +25,7 @@ from cloud_portal.provisioning.step_words import (
     step_name,
     step_status,
 )
+from cloud_portal.web.api_spec import api_http_error, is_api_request
 from cloud_portal.web.common import flash_error, hall_label, quota_label, role_label
 
 #: The largest value of an INTEGER column (PostgreSQL's is 32-bit).
@@ -136,6 +138,8 @@ def register_web(app: Flask) -> None:
     @app.errorhandler(NotFound)
     @app.errorhandler(404)
     def not_found(exc: Exception):
+        if isinstance(exc, HTTPException) and is_api_request():
+            return api_http_error(exc)
         if isinstance(exc, PortalError) and g.get("error_redirect"):
             return portal_error(exc)
         return render_template("errors/error.html", code=404, title=_("Page not found"),
@@ -143,5 +147,13 @@ def register_web(app: Flask) -> None:
 
     @app.errorhandler(405)
     def method_not_allowed(exc: Exception):
+        if isinstance(exc, HTTPException) and is_api_request():
+            return api_http_error(exc)
         return render_template("errors/error.html", code=405, title=_("Not allowed"),
                                message=_("This address does not accept that kind of request.")), 405
+
+    @app.errorhandler(HTTPException)
+    def other_http_error(exc: HTTPException):
+        # The API answers JSON for every refusal Flask makes (400, 413, 415, 500...); pages keep
+        # Flask's own answers for those.
+        return api_http_error(exc) if is_api_request() else exc

@@ -1,17 +1,19 @@
 """REST API under /api/v1: personal bearer tokens, JSON in and out, OpenAPI at /api/v1/openapi.json.
 
-Each view validates its body with a pydantic model, calls one service, commits, and answers.
-Errors are ``{"error": "<sentence a person can act on>", "code": "<kind>"}``.
+Each view declares its parameters, body and answers with api_spec.operation() (checked there
+against the models of api_models), calls one service, commits, and answers. Errors are
+``{"error": "<sentence a person can act on>", "code": "<ErrorCode>"}``.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app, g, jsonify, request, url_for
+from flask import Blueprint, current_app, g, jsonify, render_template, url_for
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 from cloud_portal.catalog.offers import offers as catalog_offers
-from cloud_portal.errors import InvalidInput, NotFound, NotPermitted
+from cloud_portal.errors import NotFound, NotPermitted
 from cloud_portal.extensions import csrf, db
 from cloud_portal.provisioning import requests as orders
 from cloud_portal.provisioning import servers as server_service
@@ -21,14 +23,35 @@ from cloud_portal.quotas.models import QUOTA_RESOURCES
 from cloud_portal.quotas.service import headroom
 from cloud_portal.tenants.service import get_tenant_by_slug
 from cloud_portal.unit_of_work import commit
-from cloud_portal.web.api_auth import body, error, token_required
+from cloud_portal.web.api_auth import error, token_required
+from cloud_portal.web.api_docs import docs_context
 from cloud_portal.web.api_models import (
+    Catalog,
+    ConsoleAddress,
+    DecidedQuotaIncrease,
     Decision,
     ExtendBody,
+    Headroom,
+    IncreasesQuery,
+    Me,
     NewQuotaIncrease,
     NewRequest,
+    QueuedAction,
+    QuotaIncrease,
+    QuotaIncreasePage,
+    RequestsQuery,
+    Schedule,
     ScheduleBody,
     ServerActionBody,
+    ServerDetail,
+    ServerOut,
+    ServerPage,
+    ServerRequestDetail,
+    ServerRequestOut,
+    ServerRequestPage,
+    ServersQuery,
+    TenantQuery,
+    TenantUsage,
     TransferBody,
     increase_json,
     page_json,
@@ -36,34 +59,27 @@ from cloud_portal.web.api_models import (
     schedule_json,
     server_json,
 )
+from cloud_portal.web.api_spec import ErrorCode, openapi_document, operation, validated_body, validated_query
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 csrf.exempt(bp)  # bearer tokens, never cookies: no cross-site request can carry one
+
+
 @bp.route("/me")
 @token_required
+@operation(200, Me,
+           _l("Who the token belongs to"))
 def me():
-    """Who the token belongs to.
-    ---
-    get:
-      summary: The token's user
-      responses:
-        200: {description: "email, role and tenant"}
-        401: {description: "missing or invalid token"}
-    """
     user = g.api_user
     return jsonify({"email": user.email, "role": user.role, "tenant": user.tenant.slug})
 
 
 @bp.route("/catalog")
 @token_required
+@operation(200, Catalog,
+           _l("What can be ordered: VM sizes, desktop templates (monthly prices in GBP), images and the "
+              "caller's data halls"))
 def catalog():
-    """What can be ordered, with monthly prices in GBP.
-    ---
-    get:
-      summary: VM sizes, desktop templates and the caller's data halls
-      responses:
-        200: {description: "catalog"}
-    """
     def offers(kind: str) -> list[dict[str, Any]]:
         return [{"key": o.key, "name": o.name_en, "flavor": o.flavor, "vcpus": o.vcpus, "ram_mib": o.ram_mib,
                  "disk_gb": o.disk_gb, "monthly_gbp": str(o.monthly), "image": o.image_key}
@@ -78,14 +94,9 @@ def catalog():
 
 @bp.route("/quotas")
 @token_required
+@operation(200, Headroom,
+           _l("The caller's headroom: tenant and per-person limits, usage and what is left"))
 def quotas():
-    """The caller's headroom: tenant and per-person limits, usage and what is left.
-    ---
-    get:
-      summary: Quota headroom of the caller
-      responses:
-        200: {description: "resource → limits, usage, available"}
-    """
     user = g.api_user
     room = headroom(user.tenant_id, user.id)
     return jsonify({r: {"tenant_limit": h.tenant_limit, "tenant_used": h.tenant_used, "user_limit": h.user_limit,
@@ -94,20 +105,13 @@ def quotas():
 
 @bp.route("/quotas/usage")
 @token_required
+@operation(200, TenantUsage,
+           _l("A tenant's usage against its limits (RAM in MiB, disk in GB)"),
+           notes=_l("Tenant administrators see their own tenant; platform administrators any, with ?tenant=slug."),
+           query=TenantQuery, errors=[404])
 def quota_usage():
-    """A tenant's usage against its limits (tenant admins: their own; platform admins: ?tenant=slug).
-    ---
-    get:
-      summary: "Tenant usage and limits per resource (RAM in MiB, disk in GB)"
-      parameters:
-        - {name: tenant, in: query, required: false, schema: {type: string}, description: "tenant slug"}
-      responses:
-        200: {description: "tenant, and resource → tenant limit, per-person limit, used"}
-        403: {description: "not an administrator of the tenant"}
-        404: {description: "no such tenant"}
-    """
     user = g.api_user
-    slug = request.args.get("tenant")
+    slug = validated_query(TenantQuery).tenant
     tenant = user.tenant if not slug else get_tenant_by_slug(slug)
     if tenant is None or tenant.is_platform:
         raise NotFound("There is no such member tenant; pass ?tenant=<slug>.")
@@ -122,37 +126,21 @@ def quota_usage():
 
 @bp.route("/quota-increases")
 @token_required
+@operation(200, QuotaIncreasePage,
+           _l("Quota-increase requests, newest first: the caller's own, or (platform admins) the open ones or all"),
+           query=IncreasesQuery)
 def list_quota_increases():
-    """Quota-increase requests: the caller's own, or (platform admins) ?scope=open or all.
-    ---
-    get:
-      summary: "List quota-increase requests, newest first (after/before: a cursor, last=1; scope: mine, open, all)"
-      responses:
-        200: {description: "a page of quota-increase requests"}
-        403: {description: "open and all are for platform administrators"}
-    """
-    scope = request.args.get("scope", "mine")
-    if scope not in ("mine", "open", "all"):
-        raise InvalidInput("scope must be mine, open or all")
+    scope = validated_query(IncreasesQuery).scope
     return page_json(quota_service.increases_listing(g.api_user, scope=scope), increase_json)
 
 
 @bp.route("/quota-increases", methods=["POST"])
 @token_required
+@operation(201, QuotaIncrease,
+           _l("Ask the platform administrators for more of the tenant's quota (extra amounts, and a reason)"),
+           json=NewQuotaIncrease)
 def create_quota_increase():
-    """Ask the platform administrators for more of the tenant's quota.
-    ---
-    post:
-      summary: "Ask for more quota (extra amounts on top of the tenant's limits, and a reason)"
-      requestBody:
-        content:
-          application/json:
-            schema: NewQuotaIncrease
-      responses:
-        201: {description: "the request, state open"}
-        400: {description: "invalid input, with the reason"}
-    """
-    data = body(NewQuotaIncrease)
+    data = validated_body(NewQuotaIncrease)
     increase = quota_service.create_increase(g.api_user, data.model_dump(exclude={"reason"}), data.reason)
     commit()
     response = jsonify(increase_json(increase))
@@ -162,43 +150,24 @@ def create_quota_increase():
 
 @bp.route("/quota-increases/<int:increase_id>/<any(approve, decline):decision>", methods=["POST"])
 @token_required
+@operation(200, DecidedQuotaIncrease,
+           _l("Approve (limits raised, OpenStack synced) or decline with a reason (platform admins)"),
+           notes=_l("A decline needs a body with a reason; an approval needs no body."),
+           json=Decision, body_optional=True, errors=[404])
 def decide_quota_increase(increase_id: int, decision: str):
-    """Approve (limits raised, OpenStack synced) or decline with a reason (platform admins).
-    ---
-    post:
-      summary: "Decide on a quota-increase request; decline needs a JSON body with a reason"
-      requestBody:
-        content:
-          application/json:
-            schema: Decision
-      responses:
-        200: {description: "the request after the decision; cloud_sync_error says if OpenStack was not updated"}
-        400: {description: "already decided, or no reason"}
-        403: {description: "not a platform administrator"}
-    """
-    reason = body(Decision).reason if request.get_data() else ""
+    reason = validated_body(Decision).reason
     outcome = quota_service.decide_increase(g.api_user, increase_id, decision, reason)
     return jsonify({**increase_json(outcome.increase), "cloud_sync_error": outcome.cloud_sync_error})
 
 
 @bp.route("/requests", methods=["POST"])
 @token_required
+@operation(201, ServerRequestOut,
+           _l("Order a VM or a desktop (checked and quota-reserved before anything is queued)"),
+           notes=_l("Answers 201 with the request: pending_approval, or approved with provisioning queued."),
+           json=NewRequest, errors=[409])
 def create_request():
-    """Order a VM or a desktop.
-    ---
-    post:
-      summary: Submit a request (checked and quota-reserved before anything is queued)
-      requestBody:
-        content:
-          application/json:
-            schema: NewRequest
-      responses:
-        201: {description: "accepted: pending_approval or approved (provisioning queued)"}
-        400: {description: "invalid input, with the reason"}
-        403: {description: "ordering for someone else without being their tenant admin"}
-        409: {description: "over quota, naming what is short"}
-    """
-    data = body(NewRequest)
+    data = validated_body(NewRequest)
     created = orders.submit_request(g.api_user, kind=data.kind, catalog_key=data.size, image_key=data.image,
                                     data_hall=data.data_hall, name=data.name, for_email=data.for_,
                                     expires_on=data.expires_on)
@@ -211,50 +180,35 @@ def create_request():
 
 @bp.route("/requests")
 @token_required
+@operation(200, ServerRequestPage,
+           _l("Requests, newest first: the caller's, the tenant's or those waiting for the caller's approval"),
+           query=RequestsQuery)
 def list_requests():
-    """The caller's requests (or the tenant's with ?scope=tenant, admins only).
-    ---
-    get:
-      summary: "List requests, newest first (after/before: a page cursor, last=1; scope: mine, tenant or approvals)"
-      responses:
-        200: {description: "a page of requests"}
-    """
-    scope = request.args.get("scope", "mine")
-    if scope not in ("mine", "tenant", "approvals"):
-        raise InvalidInput("scope must be mine, tenant or approvals")
+    scope = validated_query(RequestsQuery).scope
     return page_json(orders.requests_listing(g.api_user, scope=scope), request_json)
 
 
 @bp.route("/requests/<int:request_id>")
 @token_required
+@operation(200, ServerRequestDetail,
+           _l("A request and the steps of its provisioning job"),
+           errors=[404])
 def get_request(request_id: int):
-    """One request with its progress steps.
-    ---
-    get:
-      summary: A request and the steps of its provisioning job
-      responses:
-        200: {description: "the request"}
-        404: {description: "no such request visible to the caller"}
-    """
     return jsonify(request_json(orders.load_request(g.api_user, request_id), steps=True))
 
 
 @bp.route("/requests/<int:request_id>/<any(approve, reject, cancel):decision>", methods=["POST"])
 @token_required
+@operation(200, ServerRequestOut,
+           _l("Approve or reject (tenant admins), or cancel (the requester)"),
+           notes=_l("A rejection needs a body with a reason; approving or cancelling needs no body."),
+           json=Decision, body_optional=True, errors=[404, 409])
 def decide(request_id: int, decision: str):
-    """Approve or reject (tenant admins), or cancel (the requester).
-    ---
-    post:
-      summary: "Decide on a request; reject needs a JSON body with a reason"
-      responses:
-        200: {description: "the request after the decision"}
-        400: {description: "not in a state that allows it"}
-    """
     user = g.api_user
     if decision == "approve":
         order = orders.approve(user, request_id)
     elif decision == "reject":
-        order = orders.reject(user, request_id, body(Decision).reason)
+        order = orders.reject(user, request_id, validated_body(Decision).reason)
     else:
         order = orders.cancel(user, request_id)
     commit()
@@ -263,56 +217,34 @@ def decide(request_id: int, decision: str):
 
 @bp.route("/servers")
 @token_required
+@operation(200, ServerPage,
+           _l("Servers (not deleted): the caller's, the tenant's (admins) or all (platform admins), sorted"),
+           query=ServersQuery)
 def list_servers():
-    """Servers the caller owns (?scope=tenant for admins).
-    ---
-    get:
-      summary: "List servers (after/before: a cursor, last=1; scope: mine, tenant, all;
-        sort: name, created, status, size; dir: desc, asc)"
-      responses:
-        200: {description: "a page of servers"}
-    """
-    scope = request.args.get("scope", "mine")
-    sort = request.args.get("sort", "created")
-    direction = request.args.get("dir", "desc")
-    if not (scope in ("mine", "tenant", "all") and sort in server_service.SORTABLE and direction in ("asc", "desc")):
-        raise InvalidInput("scope must be mine, tenant or all; sort one of " + ", ".join(server_service.SORTABLE)
-                           + "; dir asc or desc")
-    listing = server_service.servers_listing(g.api_user, scope=scope, sort=sort, descending=direction == "desc")
+    args = validated_query(ServersQuery)
+    listing = server_service.servers_listing(g.api_user, scope=args.scope, sort=args.sort,
+                                             descending=args.dir == "desc")
     return page_json(listing, server_json)
 
 
 @bp.route("/servers/<int:server_id>")
 @token_required
+@operation(200, ServerDetail,
+           _l("A server as the portal knows it, with its office hours"),
+           errors=[404])
 def get_server(server_id: int):
-    """One server.
-    ---
-    get:
-      summary: A server as the portal knows it
-      responses:
-        200: {description: "the server"}
-        404: {description: "no such server visible to the caller"}
-    """
     server = server_service.load_server(g.api_user, server_id)
     return jsonify({**server_json(server), "schedule": schedule_json(timed.schedule_for(server.id))})
 
 
 @bp.route("/servers/<int:server_id>/actions", methods=["POST"])
 @token_required
+@operation(202, QueuedAction,
+           _l("Start, stop, reboot, resize (with a size) or delete a server"),
+           notes=_l("Answers 202: the action is queued; poll the server for its status."),
+           json=ServerActionBody, errors=[404, 409])
 def server_action(server_id: int):
-    """Start, stop, reboot, resize or delete a server.
-    ---
-    post:
-      summary: "Queue an action, e.g. action resize with size large"
-      requestBody:
-        content:
-          application/json:
-            schema: ServerActionBody
-      responses:
-        202: {description: "queued; poll the server for its status"}
-        400: {description: "not possible in the server's state"}
-    """
-    data = body(ServerActionBody)
+    data = validated_body(ServerActionBody)
     server, job = server_service.request_action(g.api_user, server_id, data.action, new_size=data.size)
     commit()
     response = jsonify({"job": job.id, "server": server_json(server)})
@@ -322,20 +254,11 @@ def server_action(server_id: int):
 
 @bp.route("/servers/<int:server_id>/schedule", methods=["PUT"])
 @token_required
+@operation(200, Schedule,
+           _l("Set office hours: stop and/or start at local times (HH:MM) on the given days, in a time zone"),
+           json=ScheduleBody, errors=[404])
 def put_schedule(server_id: int):
-    """Set a server's office hours.
-    ---
-    put:
-      summary: "Office hours: stop and/or start at local times (HH:MM) on the given days, in a time zone"
-      requestBody:
-        content:
-          application/json:
-            schema: ScheduleBody
-      responses:
-        200: {description: "the schedule, with the next change due"}
-        400: {description: "a time, day or zone that cannot be kept, with the reason"}
-    """
-    data = body(ScheduleBody)
+    data = validated_body(ScheduleBody)
     row = timed.set_schedule(g.api_user, server_id, days=data.days, stop=data.stop, start=data.start,
                              timezone=data.timezone)
     commit()
@@ -344,14 +267,10 @@ def put_schedule(server_id: int):
 
 @bp.route("/servers/<int:server_id>/schedule", methods=["DELETE"])
 @token_required
+@operation(204, None,
+           _l("Remove the office hours (the server runs until someone stops it); 204 even if there were none"),
+           errors=[404])
 def delete_schedule(server_id: int):
-    """Remove a server's office hours.
-    ---
-    delete:
-      summary: "Remove the office hours (the server runs until someone stops it)"
-      responses:
-        204: {description: "removed (or there were none)"}
-    """
     timed.clear_schedule(g.api_user, server_id)
     commit()
     return "", 204
@@ -359,20 +278,11 @@ def delete_schedule(server_id: int):
 
 @bp.route("/servers/<int:server_id>/extend", methods=["POST"])
 @token_required
+@operation(200, ServerOut,
+           _l("Move the expiry to the end of a later day (within the organisation's longest lease)"),
+           json=ExtendBody, errors=[404])
 def extend_server(server_id: int):
-    """Keep a server longer.
-    ---
-    post:
-      summary: "Move the expiry to the end of a later day (within the organisation's longest lease)"
-      requestBody:
-        content:
-          application/json:
-            schema: ExtendBody
-      responses:
-        200: {description: "the server with its new expiry"}
-        400: {description: "a day in the past or beyond the longest lease"}
-    """
-    data = body(ExtendBody)
+    data = validated_body(ExtendBody)
     server = timed.extend_lease(g.api_user, server_id, data.until)
     commit()
     return jsonify(server_json(server))
@@ -380,22 +290,12 @@ def extend_server(server_id: int):
 
 @bp.route("/servers/<int:server_id>/transfer", methods=["POST"])
 @token_required
+@operation(200, ServerOut,
+           _l("Give a server to another person of its organisation (tenant and platform admins)"),
+           notes=_l("The quota hold and the charges move with it; 409 if the new owner's own limits have no room."),
+           json=TransferBody, errors=[404, 409])
 def server_transfer(server_id: int):
-    """Give a server to another person of its organisation (tenant and platform admins).
-    ---
-    post:
-      summary: "Give a server to someone else: {to: e-mail address}; the quota hold and the charges move"
-      requestBody:
-        content:
-          application/json:
-            schema: TransferBody
-      responses:
-        200: {description: "the server with its new owner"}
-        400: {description: "no such person, or the server is busy or deleted"}
-        403: {description: "not an administrator of the server's organisation"}
-        409: {description: "the new owner's own limits have no room for it"}
-    """
-    data = body(TransferBody)
+    data = validated_body(TransferBody)
     server = server_service.transfer_server(g.api_user, server_id, data.to)
     commit()  # queues the job that writes the new owner into Nova's metadata
     return jsonify(server_json(server))
@@ -403,40 +303,27 @@ def server_transfer(server_id: int):
 
 @bp.route("/servers/<int:server_id>/console", methods=["POST"])
 @token_required
+@operation(200, ConsoleAddress,
+           _l("A fresh browser console address (noVNC, one-off token) for a running server; audit-logged"),
+           notes=_l("409 ``no_console`` when the cloud offers none right now."),
+           errors=[404, 409, 502])
 def server_console(server_id: int):
-    """A fresh browser console address for a running server.
-    ---
-    post:
-      summary: "Ask Nova for a console address (noVNC, one-off token); audit-logged"
-      responses:
-        200: {description: "the address to open in a browser: {url}"}
-        400: {description: "the server is not running"}
-        403: {description: "only the owner, their tenant admins and platform admins"}
-        404: {description: "no such server for the caller"}
-        409: {description: "the cloud offers no console right now"}
-    """
     url = server_service.console_url(g.api_user, server_id)
     if not url:
         db.session.rollback()
         return error("The cloud offers no console for this server right now; try again in a minute.",
-                     409, "no_console")
+                     409, ErrorCode.no_console)
     commit()
     return jsonify({"url": url})
 
 
 @bp.route("/openapi.json")
 def openapi():
-    """The OpenAPI 3 document of this API, generated from the views above."""
-    from apispec import APISpec
-    from apispec_webframeworks.flask import FlaskPlugin
-    spec = APISpec(title="Cwmwl Cymru portal API", version="1", openapi_version="3.0.3", plugins=[FlaskPlugin()])
-    spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
-    for model in (NewRequest, Decision, NewQuotaIncrease, ServerActionBody, TransferBody, ScheduleBody,
-                  ExtendBody):
-        spec.components.schema(model.__name__, model.model_json_schema())
-    for name, view in current_app.view_functions.items():
-        if name.startswith(("api.", "api_billing.")) and name != "api.openapi":
-            spec.path(view=view, app=current_app)
-    document = spec.to_dict()
-    document["security"] = [{"bearer": []}]
-    return jsonify(document)
+    """The OpenAPI 3.1 document of this API, written from the models the views are checked against."""
+    return jsonify(openapi_document(current_app))
+
+
+@bp.route("/docs")
+def docs():
+    """The API's documentation for people, made from the same OpenAPI document."""
+    return render_template("api/docs.html", **docs_context(current_app))
