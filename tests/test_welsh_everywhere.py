@@ -323,6 +323,27 @@ def test_the_api_answers_in_the_language_asked_for(app: Any, people: dict[str, A
     assert welsh.get_json()["error"] == "Ni chaiff yr enw ddechrau na gorffen â chysylltnod."
 
 
+def test_the_api_s_own_refusals_answer_in_the_language_asked_for(app: Any, people: dict[str, Any]) -> None:
+    """Not only the services' errors: the token check, a value outside its choices, an unknown
+    address and a wrong method, with their codes the same in both languages."""
+    from cloud_portal.accounts.service import create_api_token
+    token = create_api_token(None, people["member"], "sgript")
+    db.session.commit()
+    client = app.test_client()
+    calls = [("GET", "/api/v1/servers", {}),                                           # no token
+             ("GET", "/api/v1/servers?scope=everything", {"Authorization": f"Bearer {token}"}),
+             ("GET", "/api/v1/no-such-thing", {"Authorization": f"Bearer {token}"}),
+             ("DELETE", "/api/v1/catalog", {"Authorization": f"Bearer {token}"})]
+    for method, path, headers in calls:
+        english = client.open(path, method=method, headers=headers)
+        welsh = client.open(path, method=method, headers={**headers, "Accept-Language": "cy"})
+        assert english.status_code == welsh.status_code >= 400, path
+        assert english.get_json()["code"] == welsh.get_json()["code"], path
+        assert english_words_left(english.get_json()["error"]), (path, english.get_json())
+        http_methods = ("GET", "HEAD", "OPTIONS", "POST", "PUT", "DELETE")  # protocol words, as they are
+        assert not english_words_left(welsh.get_json()["error"], also_allowed=http_methods), (path, welsh.get_json())
+
+
 def test_pages_before_signing_in_and_error_pages_are_welsh(app: Any, people: dict[str, Any]) -> None:
     client = app.test_client()
     client.post("/language", data={"lang": "cy", "next": "/sign-in"})

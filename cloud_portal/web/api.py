@@ -15,6 +15,7 @@ from sqlalchemy import select
 from cloud_portal.catalog.offers import offers as catalog_offers
 from cloud_portal.errors import NotFound, NotPermitted
 from cloud_portal.extensions import csrf, db
+from cloud_portal.i18n import _
 from cloud_portal.provisioning import requests as orders
 from cloud_portal.provisioning import servers as server_service
 from cloud_portal.provisioning import timed
@@ -114,9 +115,9 @@ def quota_usage():
     slug = validated_query(TenantQuery).tenant
     tenant = user.tenant if not slug else get_tenant_by_slug(slug)
     if tenant is None or tenant.is_platform:
-        raise NotFound("There is no such member tenant; pass ?tenant=<slug>.")
+        raise NotFound(_("There is no such member tenant; pass %(query)s.", query="?tenant=<slug>"))
     if not (user.can_edit_quotas or (user.is_tenant_admin and user.can_manage_tenant(tenant))):
-        raise NotPermitted("Only administrators of the tenant and platform administrators can see its usage.")
+        raise NotPermitted(_("Only administrators of the tenant and platform administrators can see its usage."))
     limits = quota_service.limits_for_tenant(tenant.id)
     used = quota_service.usage_for_tenant(tenant.id)
     return jsonify({"tenant": tenant.slug, "resources": {
@@ -311,7 +312,7 @@ def server_console(server_id: int):
     url = server_service.console_url(g.api_user, server_id)
     if not url:
         db.session.rollback()
-        return error("The cloud offers no console for this server right now; try again in a minute.",
+        return error(_("The cloud offers no console for this server right now; try again in a minute."),
                      409, ErrorCode.no_console)
     commit()
     return jsonify({"url": url})

@@ -22,6 +22,7 @@ from cloud_portal.errors import (
     QuotaExceeded,
 )
 from cloud_portal.extensions import db
+from cloud_portal.i18n import _
 from cloud_portal.timeutil import utcnow
 from cloud_portal.web.api_spec import ErrorCode, error_response
 
@@ -38,18 +39,19 @@ def token_required(view: F) -> F:
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
+        scheme, _space, token = header.partition(" ")
         row = api_token(token.strip()) if scheme.lower() == "bearer" else None
         if row is not None and row.expires_at <= utcnow():
-            return error(f"This token expired on {row.expires_at:%Y-%m-%d}; make a new one on your API tokens page.",
+            return error(_("This token expired on %(day)s; make a new one on your API tokens page.",
+                           day=f"{row.expires_at:%Y-%m-%d}"),
                          401, ErrorCode.token_expired)
         user = user_for_token_row(row)  # the row looked up once, above
         if user is None:
-            return error("Send a valid personal API token as 'Authorization: Bearer <token>'.", 401,
-                         ErrorCode.unauthorised)
+            return error(_("Send a valid personal API token as '%(header)s'.",
+                           header="Authorization: Bearer <token>"), 401, ErrorCode.unauthorised)
         if row is not None and row.scope != TOKEN_SCOPE_FULL and request.method not in ("GET", "HEAD", "OPTIONS"):
             db.session.rollback()
-            return error("This token may only read; make a token with the full scope to change things.",
+            return error(_("This token may only read; make a token with the full scope to change things."),
                          403, ErrorCode.read_only_token)
         if not user.tenant.active:
             db.session.rollback()

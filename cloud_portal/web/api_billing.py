@@ -14,6 +14,7 @@ from cloud_portal.accounts.service import find_user_by_email
 from cloud_portal.billing import access, months
 from cloud_portal.errors import NotFound
 from cloud_portal.extensions import csrf
+from cloud_portal.i18n import _
 from cloud_portal.paging import page_of_rows
 from cloud_portal.tenants.service import get_tenant_by_slug, list_tenants
 from cloud_portal.web.api_auth import token_required
@@ -102,7 +103,7 @@ def export(month: str):
     args = validated_query(ExportQuery)
     tenant = get_tenant_by_slug(args.tenant) if args.tenant else None
     if args.tenant and tenant is None:
-        raise NotFound(f"There is no tenant {args.tenant!r}.")
+        raise NotFound(_("There is no tenant %(slug)r.", slug=args.tenant))
     if tenant is not None:
         access.check_tenant_visible(user, tenant.id)
     elif not access.sees_everything(user):

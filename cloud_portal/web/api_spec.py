@@ -31,6 +31,7 @@ from spectree.plugins.flask_plugin import FlaskPlugin
 from werkzeug.exceptions import HTTPException
 
 from cloud_portal.errors import InvalidInput
+from cloud_portal.i18n import _
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -107,10 +108,13 @@ def validation_sentence(exc: ValidationError) -> str:
     first = exc.errors()[0]
     where = ".".join(str(part) for part in first["loc"]) or "body"
     if first["type"] == "literal_error":
-        choices = str(first.get("ctx", {}).get("expected", "")).replace("'", "")
+        # pydantic lists them in English ("'mine', 'tenant' or 'all'"): keep the quoted values only.
+        expected = str(first.get("ctx", {}).get("expected", ""))
+        choices = ", ".join(re.findall(r"'[^']*'", expected)) or expected
         given = repr(first["input"])
         given = given if len(given) <= 40 else given[:37] + "..."  # the sentence is for a person, not an echo
-        return f"{where}: {given} is not one of the choices; choose {choices}."
+        return _("%(field)s: %(given)s is not one of the choices; choose %(choices)s.", field=where, given=given,
+             choices=choices)
     return f"{where}: {first['msg']}"
 
 
@@ -129,7 +133,7 @@ def _request_checker(json_model: type[BaseModel] | None) -> Callable[..., None]:
             # An absent body is fine where the model needs nothing (approve); anything else
             # that is not a JSON object (a form, a list, text) is refused as it always was.
             if not isinstance(data, dict) and (req.get_data() or error is not None):
-                raise InvalidInput("Send a JSON object in the request body.")
+                raise InvalidInput(_("Send a JSON object in the request body."))
         if error is not None:
             raise InvalidInput(validation_sentence(error))
     return check
@@ -261,16 +265,18 @@ def api_http_error(exc: HTTPException) -> Any:
     """Flask's own refusals under /api/v1 (no such address, wrong method, a crash) as JSON."""
     status = exc.code or 500
     if status == 404:
-        return error_response("There is nothing at this address of the API; see /api/v1/openapi.json.", 404,
+        return error_response(_("There is nothing at this address of the API; see %(document)s.",
+                                document="/api/v1/openapi.json"), 404,
                               ErrorCode.not_found)
     if status == 405:
         allowed = ", ".join(sorted(getattr(exc, "valid_methods", None) or []))
-        response, _ = error_response(f"This address does not accept {request.method}; it accepts {allowed}.",
+        response, _status = error_response(_("This address does not accept %(method)s; it accepts %(allowed)s.",
+                                                     method=request.method, allowed=allowed),
                                      405, ErrorCode.method_not_allowed)
         if allowed:
             response.headers["Allow"] = allowed
         return response, 405
     if status >= 500:
-        return error_response("Something went wrong in the portal; it has been logged. Try again later.", status,
+        return error_response(_("Something went wrong in the portal; it has been logged. Try again later."), status,
                               ErrorCode.internal)
-    return error_response(exc.description or "The request was not accepted.", status, ErrorCode.invalid)
+    return error_response(exc.description or _("The request was not accepted."), status, ErrorCode.invalid)
