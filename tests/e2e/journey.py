@@ -1,6 +1,7 @@
 """What every journey step does with the page in front of it, and the keyboard-only helpers.
 
-``look`` saves a screenshot under test-artifacts/screenshots/journey-*.png and runs axe on it;
+``look`` saves a screenshot under test-artifacts/screenshots/journey-*.png and runs axe on it, in
+English and in Welsh (where no English may be left);
 ``tab_to`` moves through a page with the Tab key alone, checking at every stop that the focus
 can be seen.
 """
@@ -13,6 +14,8 @@ from typing import Any
 
 from tests.conftest import REPO_ROOT
 from tests.e2e.accessibility import check_page
+from tests.english_words import english_words_left
+from tests.test_welsh_everywhere import IMAGE_NAMES
 
 SHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
 DURATIONS = REPO_ROOT / "test-artifacts" / "journeys.json"
@@ -26,14 +29,39 @@ _FOCUSED = """() => {
           outlineColor: s.outlineColor, background: s.backgroundColor, boxShadow: s.boxShadow};
 }"""
 FOCUS_YELLOW = "rgb(255, 221, 0)"
+#: Names that stay as they were given on a Welsh page: the catalogue's image names (tenants.yaml
+#: gives images one name) and the demo accounts' display names ("Member (Torfaen County ...)").
+NAMES_AS_GIVEN = (*IMAGE_NAMES, "Member (", "Tenant Admin (", "Platform Admin (", "Finance (")
 
 
-def look(page: Any, name: str) -> dict[str, int]:
-    """Screenshot the page as ``journey-<name>.png`` and check it with axe (fails on serious/critical)."""
+def look(page: Any, name: str, *, also_allowed: tuple[str, ...] = ()) -> None:
+    """Screenshot the page as ``journey-<name> (en).png`` and check it with axe (fails on serious
+    or critical violations); then the same address in Welsh, in a second tab of the same session
+    (so the journey's own tab keeps its page): screenshot, axe, and no English words left
+    (``also_allowed``: what people typed in English, such as a reason, which stays as typed)."""
     SHOTS.mkdir(parents=True, exist_ok=True)
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-    page.screenshot(path=str(SHOTS / f"journey-{slug}.png"), full_page=True)
-    return check_page(page, name)
+    page.screenshot(path=str(SHOTS / f"journey-{_slug(name)}-en.png"), full_page=True)
+    check_page(page, f"{name} (en)")
+    welsh = page.context.new_page()
+    try:
+        welsh.goto(page.url)
+        welsh.click("header .lang button[lang=cy]")
+        welsh.wait_for_selector("html[lang=cy]")
+        welsh.screenshot(path=str(SHOTS / f"journey-{_slug(name)}-cy.png"), full_page=True)
+        check_page(welsh, f"{name} (cy)")
+        # The language switcher names English in English, as it should (lang="en").
+        text = welsh.locator("body").inner_text().replace("English", " ")
+        left = english_words_left(text, also_allowed=(*NAMES_AS_GIVEN, *also_allowed))
+        assert not left, f"English on the Welsh {name} page ({welsh.url}): {left}"
+    finally:
+        if welsh.locator("header .lang button[lang=en]").count():
+            welsh.click("header .lang button[lang=en]")  # the session back in English for the journey
+            welsh.wait_for_selector("html[lang=en]")
+        welsh.close()
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
 def focus_is_visible(focused: dict[str, Any]) -> bool:
