@@ -147,3 +147,24 @@ def test_the_accessibility_check_can_fail(browser: Any) -> None:
         assert "image-alt (critical)" in str(failed.value) and "label (critical)" in str(failed.value)
     finally:
         page.close()
+
+
+def test_the_api_documentation_page_from_the_tokens_page(portal: dict[str, Any], browser: Any) -> None:
+    """The API's docs page, reached from the tokens page, passes axe in both languages."""
+    email = "member.torfaen@demo.cwmwl.cymru"
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
+    page = context.new_page()
+    try:
+        _sign_in(page, portal["base"], email, portal["passwords"][email])
+        page.goto(portal["base"] + "/account/tokens")
+        page.click("a[href$='/api/v1/docs']")
+        page.wait_for_selector("h1")
+        assert "/api/v1/servers" in page.content()
+        page.screenshot(path=str(SHOTS / "api-docs-en.png"), full_page=True)
+        check_page(page, "API documentation (en)")
+        page.click("button[lang=cy]")
+        page.wait_for_selector("html[lang=cy]")
+        page.screenshot(path=str(SHOTS / "api-docs-cy.png"), full_page=True)
+        check_page(page, "API documentation (cy)")
+    finally:
+        context.close()
