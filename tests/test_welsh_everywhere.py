@@ -333,10 +333,13 @@ def test_the_api_s_own_refusals_answer_in_the_language_asked_for(app: Any, peopl
     calls = [("GET", "/api/v1/servers", {}),                                           # no token
              ("GET", "/api/v1/servers?scope=everything", {"Authorization": f"Bearer {token}"}),
              ("GET", "/api/v1/no-such-thing", {"Authorization": f"Bearer {token}"}),
-             ("DELETE", "/api/v1/catalog", {"Authorization": f"Bearer {token}"})]
+             ("DELETE", "/api/v1/catalog", {"Authorization": f"Bearer {token}"}),
+             ("POST", "/api/v1/requests", {"Authorization": f"Bearer {token}"})]    # a name too long
+    too_long = {"kind": "vm", "size": "small", "image": "debian-12", "data_hall": "local-government", "name": "n" * 70}
     for method, path, headers in calls:
-        english = client.open(path, method=method, headers=headers)
-        welsh = client.open(path, method=method, headers={**headers, "Accept-Language": "cy"})
+        body = too_long if method == "POST" else None
+        english = client.open(path, method=method, headers=headers, json=body)
+        welsh = client.open(path, method=method, headers={**headers, "Accept-Language": "cy"}, json=body)
         assert english.status_code == welsh.status_code >= 400, path
         assert english.get_json()["code"] == welsh.get_json()["code"], path
         assert english_words_left(english.get_json()["error"]), (path, english.get_json())

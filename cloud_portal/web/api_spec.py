@@ -31,7 +31,7 @@ from spectree.plugins.flask_plugin import FlaskPlugin
 from werkzeug.exceptions import HTTPException
 
 from cloud_portal.errors import InvalidInput
-from cloud_portal.i18n import _
+from cloud_portal.i18n import LANGUAGES, N_, _, current_language
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -115,7 +115,39 @@ def validation_sentence(exc: ValidationError) -> str:
         given = given if len(given) <= 40 else given[:37] + "..."  # the sentence is for a person, not an echo
         return _("%(field)s: %(given)s is not one of the choices; choose %(choices)s.", field=where, given=given,
              choices=choices)
-    return f"{where}: {first['msg']}"
+    said = _PYDANTIC_IN_WORDS.get(first["type"])
+    if said is None or current_language() == LANGUAGES[0]:
+        return f"{where}: {first['msg']}"  # pydantic's own English sentence, as clients have had it
+    return f"{where}: " + _(said, **{k: v for k, v in first.get("ctx", {}).items() if isinstance(v, (int, str))})
+
+
+#: pydantic's commonest complaints, said again in the portal's words so that they can be Welsh
+#: (pydantic speaks English only); English answers keep pydantic's own sentence.
+_PYDANTIC_IN_WORDS = {
+    "missing": N_("this field is needed"),
+    "extra_forbidden": N_("the API does not know this field"),
+    "string_too_long": N_("at most %(max_length)s characters"),
+    "string_too_short": N_("at least %(min_length)s characters"),
+    "too_long": N_("at most %(max_length)s items"),
+    "too_short": N_("at least %(min_length)s items"),
+    "greater_than_equal": N_("at least %(ge)s"),
+    "less_than_equal": N_("at most %(le)s"),
+    "greater_than": N_("more than %(gt)s"),
+    "less_than": N_("less than %(lt)s"),
+    "int_parsing": N_("a whole number is needed"),
+    "int_type": N_("a whole number is needed"),
+    "string_type": N_("text is needed"),
+    "bool_parsing": N_("true or false is needed"),
+    "bool_type": N_("true or false is needed"),
+    "date_parsing": N_("a date is needed, written YYYY-MM-DD"),
+    "date_from_datetime_parsing": N_("a date is needed, written YYYY-MM-DD"),
+    "date_type": N_("a date is needed, written YYYY-MM-DD"),
+    "dict_type": N_("an object is needed"),
+    "model_type": N_("an object is needed"),
+    "list_type": N_("a list is needed"),
+    "string_pattern_mismatch": N_("this is not written the way it should be"),
+    "value_error": N_("this value cannot be used; check how it is written"),
+}
 
 
 def _check_answer(req: Any, resp: Any, error: Exception | None, instance: Any, adapter: Any) -> None:
