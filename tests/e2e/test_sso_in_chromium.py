@@ -74,6 +74,12 @@ def _sign_in_through_the_provider(page: Any, portal: dict[str, Any], shot: str) 
     page.wait_for_url(portal["base"] + "/")
     page.screenshot(path=str(SHOTS / f"sso-{shot}-home.png"), full_page=True)
     check_page(page, f"sso {shot} home (en)")
+    page.click("button[lang=cy]")
+    page.wait_for_selector("html[lang=cy]")
+    page.screenshot(path=str(SHOTS / f"sso-{shot}-home-cy.png"), full_page=True)
+    check_page(page, f"sso {shot} home (cy)")
+    page.click("button[lang=en]")
+    page.wait_for_selector("html[lang=en]")
 
 
 def test_a_council_member_signs_in_through_their_organisation(sso_portal: dict[str, Any], browser: Any,
