@@ -36,6 +36,8 @@ class Image(db.Model):  # type: ignore[name-defined]
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key: Mapped[str] = mapped_column(String(40), unique=True)
     name: Mapped[str] = mapped_column(String(120))
+    #: The Welsh name (tenants.yaml ``name_cy``); None where the name is the same in both languages.
+    name_cy: Mapped[str | None] = mapped_column(String(120), nullable=True)
     #: Glance image name.
     os_image: Mapped[str] = mapped_column(String(120))
     #: Smallest root disk the image fits on, in GB.
@@ -43,6 +45,9 @@ class Image(db.Model):  # type: ignore[name-defined]
     #: "vm" or "desktop".
     kind: Mapped[str] = mapped_column(String(16))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    def display_name(self, locale: str) -> str:
+        return (self.name_cy or self.name) if locale == "cy" else self.name
 
 
 class DesktopTemplate(db.Model):  # type: ignore[name-defined]

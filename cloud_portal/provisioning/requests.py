@@ -54,7 +54,8 @@ def preflight(user: User, *, kind: str, catalog_key: str, image_key: str | None,
         raise InvalidInput(_("Choose one of the images offered for this kind of server."))
     if image.min_disk_gb > offer.disk_gb:
         raise InvalidInput(_("%(image)s needs a disk of at least %(needed)s GB; the chosen size has %(has)s GB. "
-                             "Choose a larger size.", image=image.name, needed=image.min_disk_gb, has=offer.disk_gb))
+                             "Choose a larger size.", image=image.display_name(current_language()),
+                             needed=image.min_disk_gb, has=offer.disk_gb))
     tenant = user.tenant
     if data_hall not in tenant.allowed_halls:
         names = hall_names(current_language())
@@ -71,13 +72,15 @@ def preflight(user: User, *, kind: str, catalog_key: str, image_key: str | None,
                                        "Please try again in a few minutes.")) from exc
         if flavor is None:
             raise InvalidInput(_("The size %(size)s (%(flavor)s) is not available in the cloud; the catalog is out "
-                                 "of date. Choose another size.", size=offer.name_en, flavor=offer.flavor))
+                                 "of date. Choose another size.", size=offer.display_name(current_language()),
+                                 flavor=offer.flavor))
         if os_image is None or os_image.status != "active":
             raise InvalidInput(_("The image %(image)s is not available in the cloud. Choose another image.",
-                                 image=image.name))
+                                 image=image.display_name(current_language())))
         if os_image.min_disk > flavor.disk:
             raise InvalidInput(_("%(image)s needs a disk of at least %(needed)s GB; %(size)s has %(has)s GB. Choose a "
-                                 "larger size.", image=image.name, needed=os_image.min_disk, size=offer.name_en,
+                                 "larger size.", image=image.display_name(current_language()),
+                                 needed=os_image.min_disk, size=offer.display_name(current_language()),
                                  has=flavor.disk))
     return name, offer, image
 

@@ -23,7 +23,7 @@ from cloud_portal.audit import service as audit
 from cloud_portal.catalog.models import Image, VmSize
 from cloud_portal.errors import InvalidInput, NotFound, NotPermitted
 from cloud_portal.extensions import db
-from cloud_portal.i18n import _, action_word, status_word
+from cloud_portal.i18n import _, action_word, current_language, status_word
 from cloud_portal.paging import Listing
 from cloud_portal.provisioning import leases
 from cloud_portal.provisioning import models as m
@@ -201,7 +201,7 @@ def _resize_target(server: m.Server, new_size: str | None) -> VmSize:
     image = db.session.scalar(select(Image).where(Image.key == server.image_key))
     if image is not None and image.min_disk_gb > size.disk_gb:
         raise InvalidInput(_("%(image)s needs at least %(needed)s GB of disk; choose a larger size.",
-                             image=image.name, needed=image.min_disk_gb))
+                             image=image.display_name(current_language()), needed=image.min_disk_gb))
     return size
 
 

@@ -255,6 +255,8 @@ class DesktopEntry(FlavorSpec):
 class ImageEntry(Strict):
     key: StrictStr
     name: Name
+    #: The Welsh name, where it differs ("Bwrdd gwaith Windows 11"); the name otherwise.
+    name_cy: Name | None = None
     os_image: StrictStr
     min_disk_gb: Annotated[StrictInt, Field(ge=0, le=65_536)]
     kind: Literal["vm", "desktop"]

@@ -142,8 +142,9 @@ def sync_tenants(doc: TenantsFile, actor: User | None = None) -> SyncReport:
     spec = ("name_en", "name_cy", "flavor", "vcpus", "ram_mib", "disk_gb")
     _sync_rows(VmSize, "key", {s.key: {k: getattr(s, k) for k in spec} for s in doc.catalog.vm_sizes},
                "vm_size", report, actor)
-    _sync_rows(Image, "key", {i.key: dict(name=i.name, os_image=i.os_image, min_disk_gb=i.min_disk_gb,
-                                          kind=i.kind) for i in doc.catalog.images}, "image", report, actor)
+    _sync_rows(Image, "key", {i.key: dict(name=i.name, name_cy=i.name_cy, os_image=i.os_image,
+                                          min_disk_gb=i.min_disk_gb, kind=i.kind) for i in doc.catalog.images},
+               "image", report, actor)
     _sync_rows(DesktopTemplate, "key", {
         d.key: {**{k: getattr(d, k) for k in spec}, "image_key": d.image, "monthly_price": d.monthly_price}
         for d in doc.catalog.desktops}, "desktop_template", report, actor)

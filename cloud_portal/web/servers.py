@@ -63,7 +63,7 @@ def _request_form(kind: str) -> RequestForm:
                                         f"£{o.monthly:,.2f}") for o in offers(kind)]
     images = db.session.scalars(select(Image).where(Image.active.is_(True), Image.kind == m.KIND_VM)
                                 .order_by(Image.name))
-    form.image_key.choices = [(i.key, i.name) for i in images]
+    form.image_key.choices = [(i.key, i.display_name(locale)) for i in images]
     halls = hall_names(locale)
     form.data_hall.choices = [(h, halls.get(h, h)) for h in current_user.tenant.allowed_halls]
     return form
