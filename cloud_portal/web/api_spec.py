@@ -108,9 +108,11 @@ def validation_sentence(exc: ValidationError) -> str:
     first = exc.errors()[0]
     where = ".".join(str(part) for part in first["loc"]) or "body"
     if first["type"] == "literal_error":
-        # pydantic lists them in English ("'mine', 'tenant' or 'all'"): keep the quoted values only.
+        # pydantic lists them in English ("'mine', 'tenant' or 'all'"): English answers keep that list
+        # (unquoted, as clients have had it); Welsh ones list the quoted values without the "or".
         expected = str(first.get("ctx", {}).get("expected", ""))
-        choices = ", ".join(re.findall(r"'[^']*'", expected)) or expected
+        values = re.findall(r"'[^']*'", expected)
+        choices = ", ".join(values) if values and current_language() != LANGUAGES[0] else expected.replace("'", "")
         given = repr(first["input"])
         given = given if len(given) <= 40 else given[:37] + "..."  # the sentence is for a person, not an echo
         return _("%(field)s: %(given)s is not one of the choices; choose %(choices)s.", field=where, given=given,
