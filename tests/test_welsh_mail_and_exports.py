@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -16,19 +15,8 @@ from cloud_portal.billing import exports
 from cloud_portal.extensions import db
 from cloud_portal.i18n import for_recipient, in_language
 from tests.helpers import create_user, server_seen_active, sign_in, signed_in_client, utc
+from tests.test_api_tokens import mail_app  # noqa: F401  (an app sending to the local SMTP server)
 from tests.test_quota_increases import Inbox, smtp  # noqa: F401  (the local SMTP server fixture)
-
-
-@pytest.fixture
-def mail_app(make_app: Callable[..., Any], smtp: tuple[Inbox, int]) -> Iterator[Any]:  # noqa: F811
-    app = make_app(SMTP_HOST="127.0.0.1", SMTP_PORT=smtp[1], SMTP_FROM="portal@cwmwl.example")
-    with app.app_context():
-        from cloud_portal.tenants.config_file import load_tenants_file
-        from cloud_portal.tenants.service import sync_tenants
-        from tests.conftest import TENANTS_FILE
-        sync_tenants(load_tenants_file(TENANTS_FILE))
-        db.session.commit()
-        yield app
 
 
 def test_the_language_a_person_picks_is_remembered(app: Any, make_user: Any) -> None:
