@@ -28,9 +28,11 @@ from tests.e2e.test_pages_in_chromium import _sign_in
 from tests.helpers import free_port, wait_for_healthz
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
-#: Monmouthshire's organisation limit is one vCPU in these journeys, so a medium VM (2 vCPUs)
-#: is refused until a platform administrator grants more.
-BLOCKED_TENANT = "monmouthshire"
+#: An organisation of the journeys' own whose limit is one vCPU, so a medium VM (2 vCPUs) is refused
+#: until a platform administrator grants more. A new one (and so a new, empty OpenStack project) each
+#: run: Nova counts every server left in a project against its quota, and a shared project such as
+#: Monmouthshire's can hold servers other tests left, which would refuse the order even after approval.
+BLOCKED_TENANT = f"gwynllyw-{uuid.uuid4().hex[:6]}"
 LEDGER_OWNER = "member.nhs-wales@demo.cwmwl.cymru"
 REASON = "A survey server for the planning team over the winter."  # typed in English, shown as typed
 
@@ -49,10 +51,12 @@ def _demo_accounts(output: str) -> dict[str, tuple[str, str | None]]:
 def cloud_portal(sandbox_cloud: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     instance = tmp_path_factory.mktemp("journeys-instance")
     doc = yaml.safe_load(TENANTS_FILE.read_text())
-    for entry in doc["tenants"]:
-        if entry["slug"] == BLOCKED_TENANT:
-            entry["quotas"]["vcpus"] = 1
-            entry["per_user_quotas"].pop("vcpus")  # no per-person limit above the organisation's
+    doc["tenants"].append({
+        "slug": BLOCKED_TENANT, "name_en": "Gwynllyw County Council", "name_cy": "Cyngor Sir Gwynllyw",
+        "cost_centre": f"GWY-{BLOCKED_TENANT[-6:].upper()}", "data_halls": ["local-government"],
+        "quotas": {"instances": 10, "vcpus": 1, "ram_mib": 65536, "disk_gb": 1000, "desktops": 5},
+        "per_user_quotas": {"instances": 5, "desktops": 2},  # no per-person vCPU limit above the organisation's
+        "approval": {"monthly_cost_over": "200.00", "vcpus_over": 8}})
     tenants = instance / "tenants.yaml"
     tenants.write_text(yaml.safe_dump(doc, allow_unicode=True))
     env = {**os.environ, "CLOUD_PORTAL_INSTANCE_PATH": str(instance), "CLOUD_PORTAL_TENANTS_FILE": str(tenants),
@@ -118,6 +122,23 @@ def _server_action(page: Any, label: str, then: str) -> None:
     _wait_for_status(page, then)
 
 
+def _order_vm(page: Any, base: str, name: str, size: str, image: str) -> None:
+    """Fill in and submit the order form for a VM (the answer is left for the caller to check)."""
+    page.goto(base + "/requests/new/vm")
+    page.fill("input[name=name]", name)
+    page.select_option("select[name=catalog_key]", size)
+    page.select_option("select[name=image_key]", image)
+    page.click("input[type=submit]")
+
+
+def _delete_the_server_of_the_request(page: Any) -> None:
+    """From a request page, go to its server and delete it (clearing up after a journey)."""
+    page.click("#server-link a")
+    page.wait_for_selector("#server-status")
+    page.click("button:has-text('Delete')")
+    page.wait_for_selector(".flash.success")
+
+
 def test_member_orders_a_vm_watches_it_come_up_stops_starts_and_deletes_it(
         cloud_portal: dict[str, Any], browser: Any, sandbox_cloud: Any) -> None:
     page = _new_page(browser)
@@ -172,11 +193,7 @@ def test_an_order_over_the_threshold_waits_and_the_tenant_admin_approves_it(clou
     page = _new_page(browser)
     try:
         _sign_in(page, base, member, member_password)
-        page.goto(base + "/requests/new/vm")
-        page.fill("input[name=name]", name)
-        page.select_option("select[name=catalog_key]", "xlarge")
-        page.select_option("select[name=image_key]", "rocky-9")
-        page.click("input[type=submit]")
+        _order_vm(page, base, name, "xlarge", "rocky-9")
         page.wait_for_selector("#request-state[data-state=pending_approval]")
         assert "approval" in page.locator(".flash").first.inner_text()
         look(page, "approval waiting")
@@ -195,10 +212,7 @@ def test_an_order_over_the_threshold_waits_and_the_tenant_admin_approves_it(clou
         page.goto(request_url)
         page.wait_for_selector("#request-state[data-state=active]", timeout=120_000)
         look(page, "approval active")
-        page.click("#server-link a")
-        page.wait_for_selector("#server-status")
-        page.click("button:has-text('Delete')")
-        page.wait_for_selector(".flash.success")
+        _delete_the_server_of_the_request(page)
     finally:
         page.context.close()
 
@@ -212,11 +226,7 @@ def test_a_blocked_member_asks_for_more_quota_and_after_approval_the_order_goes_
     page = _new_page(browser)
     try:
         _sign_in(page, base, member, demo[member][0])
-        page.goto(base + "/requests/new/vm")
-        page.fill("input[name=name]", name)
-        page.select_option("select[name=catalog_key]", "medium")  # 2 vCPUs; the organisation has 1
-        page.select_option("select[name=image_key]", "debian-12")
-        page.click("input[type=submit]")
+        _order_vm(page, base, name, "medium", "debian-12")  # 2 vCPUs; the organisation has 1
         refusal = page.locator(".flash.error").first.inner_text()
         assert "vcpus" in refusal.lower() or "vCPU" in refusal, refusal
         assert page.input_value("input[name=name]") == name  # nothing typed is lost
@@ -244,17 +254,10 @@ def test_a_blocked_member_asks_for_more_quota_and_after_approval_the_order_goes_
         assert conn.compute.get_quota_set(project.id).cores == 2  # the cloud follows the new limit
 
         _sign_in(page, base, member, demo[member][0])
-        page.goto(base + "/requests/new/vm")
-        page.fill("input[name=name]", name)
-        page.select_option("select[name=catalog_key]", "medium")
-        page.select_option("select[name=image_key]", "debian-12")
-        page.click("input[type=submit]")
+        _order_vm(page, base, name, "medium", "debian-12")
         page.wait_for_selector("#request-state[data-state=active]", timeout=120_000)
         look(page, "order after more quota")
-        page.click("#server-link a")
-        page.wait_for_selector("#server-status")
-        page.click("button:has-text('Delete')")
-        page.wait_for_selector(".flash.success")
+        _delete_the_server_of_the_request(page)
     finally:
         page.context.close()
 
