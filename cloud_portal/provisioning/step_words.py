@@ -14,7 +14,7 @@ from cloud_portal.provisioning.plain_words import plain_words
 from cloud_portal.provisioning.requests import CLEANED_UP_SUFFIX
 
 #: Every task name a step can carry: the playbooks' task names and the portal's own steps.
-STEP_NAMES: dict[str, str] = {name: name for name in (
+STEP_NAMES: frozenset[str] = frozenset((
     # playbooks/create_server.yml, create_desktop.yml
     N_("Boot server"), N_("Boot desktop"),
     # playbooks/server_action.yml
@@ -29,7 +29,7 @@ STEP_NAMES: dict[str, str] = {name: name for name in (
     N_("Wait for the server to be SHUTOFF"), N_("Wait for the server to be ACTIVE/SHUTOFF"),
     N_("Provisioning failed"), N_("Start failed"), N_("Stop failed"), N_("Reboot failed"), N_("Resize failed"),
     N_("Delete failed"), N_("Retag failed"), N_("Cloud did not answer; will try again"),
-)}
+))
 
 #: Step statuses (adapters.ansible's event statuses and the portal's own).
 STEP_STATUSES: dict[str, str] = {
@@ -53,7 +53,7 @@ _STATUS_MESSAGES = {"ACTIVE": N_("running"), "SHUTOFF": N_("stopped")}
 
 def step_name(task: str) -> str:
     """A step's task name in the reader's language."""
-    return _(STEP_NAMES[task]) if task in STEP_NAMES else task
+    return _(task) if task in STEP_NAMES else task
 
 
 def step_status(status: str) -> str:
