@@ -36,6 +36,7 @@ import pstats
 import random
 import secrets
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -86,6 +87,19 @@ def percentile_ms(samples: list[float]) -> dict[str, float]:
 
 
 # Databases ------------------------------------------------------------------------------------
+
+def bench_postgres_url() -> str:
+    """``CLOUD_PORTAL_BENCH_DATABASE_URL`` where set; otherwise the local PostgreSQL's bench
+    database, with the server, role and database made ready by scripts/ensure-postgres.sh (a fresh
+    machine has no ``cloud_portal`` role yet)."""
+    explicit = os.environ.get("CLOUD_PORTAL_BENCH_DATABASE_URL")
+    if explicit:
+        return explicit
+    out = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "ensure-postgres.sh")], check=True,
+                         capture_output=True, text=True,
+                         env={**os.environ, "CLOUD_PORTAL_TEST_DB_NAME": make_url(DEFAULT_PG_URL).database or ""})
+    return out.stdout.strip().splitlines()[-1]
+
 
 def prepare_postgres(url: str) -> str:
     """The bench database: created when missing, its schema dropped and recreated. Returns the URL."""
@@ -507,7 +521,7 @@ def run_database(database: str, args: argparse.Namespace) -> dict[str, Any]:
         if database == "sqlite":
             url = f"sqlite:///{Path(tmp) / 'bench.db'}"
         else:
-            url = prepare_postgres(os.environ.get("CLOUD_PORTAL_BENCH_DATABASE_URL", DEFAULT_PG_URL))
+            url = prepare_postgres(bench_postgres_url())
         log(f"== {database}: {args.users:,} users, {args.intervals:,} intervals")
         app = build_app(url, Path(tmp))
         info = populate(app, database, args.users, args.intervals, args.seed)

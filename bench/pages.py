@@ -11,13 +11,15 @@ serves it (gunicorn, 2 workers × 4 threads) and, signed in as a member, a tenan
 biggest tenant, a platform admin and finance (and with an API token for each), every page below is
 fetched 3 times to warm up and then 30 times in a row, in 5 rounds (``--rounds``); each answer must
 be 200 and hold what the page is for (a row of the list, the items of the API page). p50/p95 per
-page: the median over the rounds. All sizes of a database are served at once and timed in
-alternating rounds, so the machine's slow spells fall on every size alike.
+page: the median over the rounds. All sizes of a database are served at once, and each page's
+requests go to the sizes in turn (1k, 20k, 20k, 1k, ...; still one request at a time), so a slow
+moment of the machine falls on every size alike instead of deciding one size's figure.
 
     .venv/bin/python bench/pages.py                                 # both databases, 1,000 and 20,000
     .venv/bin/python bench/pages.py --database sqlite --sizes 1000 --users 500
 
-PostgreSQL: ``CLOUD_PORTAL_BENCH_DATABASE_URL`` (default the local ``cloud_portal_bench``); each
+PostgreSQL: ``CLOUD_PORTAL_BENCH_DATABASE_URL`` (default the local ``cloud_portal_bench``, made
+ready by scripts/ensure-postgres.sh); each
 size gets its own database, the name with ``_<size>`` added (created when missing, its schema
 dropped and rebuilt; the test database is never used).
 The last line of output is JSON: ``worst_p95_ms`` per database at the largest size, ``growth`` (the
@@ -47,7 +49,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run as a script: bench/pages.py
     sys.path.insert(0, str(REPO_ROOT))
 
-from bench.billing import DEFAULT_PG_URL, build_app, prepare_postgres  # noqa: E402
+from bench.billing import bench_postgres_url, build_app, prepare_postgres  # noqa: E402
 from tests.helpers import free_port, wait_for_healthz  # noqa: E402
 
 PASSWORD = "bench horse battery staple"  # noqa: S105 - throwaway accounts in a throwaway database
@@ -241,44 +243,64 @@ class Browser:
             return exc.code, exc.read().decode()
 
 
-def time_page_once(browser: Browser, path: str, check: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
-    """One round: p50/p95 of REQUESTS sequential GETs after WARMUP, each answer checked."""
-    for _ in range(WARMUP):
-        browser.get(path, headers=headers)
-    samples = []
+def time_page_once(sizes: list[tuple[Browser, dict[str, str] | None]], path: str | list[str],
+                   check: Any) -> list[dict[str, Any]]:
+    """One round of a page on every size: WARMUP GETs each, then REQUESTS sequential GETs each,
+    taken in turn (1k, 20k, 20k, 1k, ...) so that a slow moment of the machine falls on every size
+    alike; every answer checked. ``path`` is one path for all sizes or one per size (a next-page
+    link differs by size). Returns each size's p50/p95, in the order of ``sizes``."""
+    paths = path if isinstance(path, list) else [path] * len(sizes)
+    for (browser, headers), one in zip(sizes, paths, strict=True):
+        for _ in range(WARMUP):
+            browser.get(one, headers=headers)
+    samples: list[list[float]] = [[] for _ in sizes]
+    bodies = [""] * len(sizes)
+    order = list(range(len(sizes)))
     # This process holds the whole app's modules and the seeding's leftovers: its own garbage
     # collection would be timed as the server's (as timeit does, collect between, not during).
     gc.collect()
     gc.disable()
     try:
-        for _ in range(REQUESTS):
-            started = time.perf_counter()
-            status, body = browser.get(path, headers=headers)
-            samples.append(time.perf_counter() - started)
-            if status != 200 or not check(body):
-                raise RuntimeError(f"GET {path} answered {status} without what the page is for:\n{body[:600]}")
+        for number in range(REQUESTS):
+            for index in (order if number % 2 == 0 else order[::-1]):
+                browser, headers = sizes[index]
+                started = time.perf_counter()
+                status, body = browser.get(paths[index], headers=headers)
+                samples[index].append(time.perf_counter() - started)
+                if status != 200 or not check(body):
+                    raise RuntimeError(f"GET {paths[index]} answered {status} without what the page is for:\n"
+                                       f"{body[:600]}")
+                bodies[index] = body
     finally:
         gc.enable()
-    return {**percentiles(samples), "bytes": len(body)}
+    return [{**percentiles(timings), "bytes": len(body)} for timings, body in zip(samples, bodies, strict=True)]
 
 
-def time_all_once(base: str, info: dict[str, Any], browsers: dict[str, Browser]) -> dict[str, dict[str, Any]]:
-    """One round of every page and API list of every role: label → that round's figures."""
-    results: dict[str, dict[str, Any]] = {}
+def time_all_once(served: list[tuple[int, dict[str, Any], Any, dict[str, Browser]]]) -> dict[int, dict[str, Any]]:
+    """One round of every page and API list of every role, every size in turn for each page:
+    size → label → that round's figures."""
+    results: dict[int, dict[str, Any]] = {size: {} for size, *_ in served}
+
+    def record(label: str, figures: list[dict[str, Any]]) -> None:
+        for (size, *_), one in zip(served, figures, strict=True):
+            results[size][label] = one
+
     for role, pages in PAGES.items():
-        browser = browsers.setdefault(role, Browser(base, info["emails"][role]))
+        browsers = [known.setdefault(role, Browser(portal.base, info["emails"][role]))
+                    for _, info, portal, known in served]
+        signed_in = [(browser, None) for browser in browsers]
         for path, pattern in pages:
-            results[f"{role} {path}"] = time_page_once(browser, path, lambda body, p=pattern: re.search(p, body))
+            record(f"{role} {path}", time_page_once(signed_in, path, lambda body, p=pattern: re.search(p, body)))
             if path in FOLLOW_NEXT:
-                link = re.search(r'<a href="([^"]+)" rel="next">', browser.get(path)[1])
-                if link:
-                    nxt = link.group(1).replace("&amp;", "&")
-                    results[f"{role} {path} (next page)"] = time_page_once(
-                        browser, nxt, lambda body: re.search(SERVER_ROW + "|@scale|<td><code>", body))
-        headers = {"Authorization": f"Bearer {info['tokens'].get(role, '')}"}
+                links = [re.search(r'<a href="([^"]+)" rel="next">', browser.get(path)[1]) for browser in browsers]
+                if all(links):
+                    record(f"{role} {path} (next page)", time_page_once(
+                        signed_in, [link.group(1).replace("&amp;", "&") for link in links if link],
+                        lambda body: re.search(SERVER_ROW + "|@scale|<td><code>", body)))
+        with_token = [(browser, {"Authorization": f"Bearer {info['tokens'].get(role, '')}"})
+                      for browser, (_, info, _, _) in zip(browsers, served, strict=True)]
         for path in API.get(role, []):
-            results[f"{role} API {path}"] = time_page_once(browser, path, lambda body: json.loads(body)["items"],
-                                                           headers)
+            record(f"{role} API {path}", time_page_once(with_token, path, lambda body: json.loads(body)["items"]))
     return results
 
 
@@ -294,9 +316,9 @@ def median_of_rounds(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, dict[
 # Main -----------------------------------------------------------------------------------------
 
 def run(database: str, sizes: list[int], users: int) -> list[dict[str, Any]]:
-    """Seed and serve every size of ``database`` at once, then time them in alternating rounds
-    (1k, 20k, 20k, 1k, ...): a slow spell of the machine lands on both sizes alike instead of
-    on whichever was being timed then, so the growth compares the data, not the moment."""
+    """Seed and serve every size of ``database`` at once, then time each page on every size in
+    turn, request by request: a slow spell of the machine lands on both sizes alike instead of on
+    whichever was being timed then, so the growth compares the data, not the moment."""
     with contextlib.ExitStack() as stack:
         served = []
         for size in sizes:
@@ -305,7 +327,7 @@ def run(database: str, sizes: list[int], users: int) -> list[dict[str, Any]]:
                 url = f"sqlite:///{instance / 'bench.db'}"
             else:
                 from sqlalchemy.engine import make_url
-                base_url = make_url(os.environ.get("CLOUD_PORTAL_BENCH_DATABASE_URL", DEFAULT_PG_URL))
+                base_url = make_url(bench_postgres_url())
                 url = prepare_postgres(base_url.set(database=f"{base_url.database}_{size}")
                                        .render_as_string(hide_password=False))
             log(f"== {database}: {size:,} servers, {users:,} users")
@@ -316,9 +338,9 @@ def run(database: str, sizes: list[int], users: int) -> list[dict[str, Any]]:
             served.append((size, info, portal, {}))
         rounds: dict[int, list[dict[str, dict[str, Any]]]] = {size: [] for size in sizes}
         for number in range(ROUNDS):
-            for size, info, portal, browsers in (served if number % 2 == 0 else served[::-1]):
-                log(f"  round {number + 1}/{ROUNDS}: {database} {size:,}")
-                rounds[size].append(time_all_once(portal.base, info, browsers))
+            log(f"  round {number + 1}/{ROUNDS}: {database}, every size in turn")
+            for size, figures in time_all_once(served).items():
+                rounds[size].append(figures)
     results = []
     for size, info, _, _ in served:
         pages = median_of_rounds(rounds[size])
