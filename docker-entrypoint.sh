@@ -22,7 +22,7 @@ case "${1:-web}" in
         cloud-portal init
         cloud-portal tenants sync
         # One gunicorn per container, so no control socket is needed.
-        exec gunicorn --bind "${HOST:-0.0.0.0}:${PORT:-8000}" --workers 2 --threads 4 \
+        exec gunicorn -c python:cloud_portal.serving --bind "${HOST:-0.0.0.0}:${PORT:-8000}" --workers 2 --threads 4 \
             --worker-tmp-dir /dev/shm --access-logfile - --no-control-socket \
             "cloud_portal:create_app()"
         ;;

@@ -207,8 +207,9 @@ class Portal:
                "CLOUD_PORTAL_TWO_FACTOR_ROLES": "", "CLOUD_PORTAL_LOG_LEVEL": "WARNING"}
         self.log = (instance / "gunicorn.log").open("w")
         self.process = subprocess.Popen(
-            [str(REPO_ROOT / ".venv" / "bin" / "gunicorn"), "--bind", f"127.0.0.1:{self.port}", "--workers", "2",
-             "--threads", "4", "--no-control-socket", "cloud_portal:create_app()"],
+            [str(REPO_ROOT / ".venv" / "bin" / "gunicorn"), "-c", "python:cloud_portal.serving",
+             "--bind", f"127.0.0.1:{self.port}", "--workers", "2", "--threads", "4", "--no-control-socket",
+             "cloud_portal:create_app()"],
             cwd=REPO_ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         wait_for_healthz(self.base, self.process)
 

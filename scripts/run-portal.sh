@@ -35,5 +35,5 @@ echo "== demo accounts (passwords are shown once, when the account is made)"
 worker=$!
 trap 'kill $worker $idp 2>/dev/null; wait $worker $idp 2>/dev/null' EXIT INT TERM
 echo "== portal on http://$BIND/ (Ctrl-C to stop)"
-.venv/bin/gunicorn --bind "$BIND" --workers 2 --threads 4 --no-control-socket \
-  --access-logfile - "cloud_portal:create_app()"
+.venv/bin/gunicorn -c python:cloud_portal.serving --bind "$BIND" --workers 2 --threads 4 \
+  --no-control-socket --access-logfile - "cloud_portal:create_app()"

@@ -106,3 +106,18 @@ def test_metrics_need_a_token_or_an_allowed_address(make_app: Any) -> None:
     app = make_app(METRICS_TOKEN="", METRICS_ALLOWED_ADDRESSES="")
     assert app.test_client().get("/metrics", headers={"Authorization": "Bearer "}).status_code == 401
     assert app.test_client().get("/healthz").status_code == 200  # always open
+
+
+def test_gunicorn_workers_freeze_what_they_loaded() -> None:
+    """The worker hook moves the loaded app out of the collector's reach (so a full collection
+    does not walk it while a request waits), and leaves collection itself switched on."""
+    import gc
+
+    from cloud_portal import serving
+    assert gc.get_freeze_count() == 0
+    try:
+        serving.post_worker_init(None)
+        assert gc.get_freeze_count() > 10_000
+        assert gc.isenabled()
+    finally:
+        gc.unfreeze()

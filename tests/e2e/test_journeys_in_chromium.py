@@ -83,8 +83,8 @@ def cloud_portal(sandbox_cloud: Any, tmp_path_factory: pytest.TempPathFactory) -
     assert seeded.returncode == 0, seeded.stderr
     port = free_port()
     gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or "gunicorn"
-    web = subprocess.Popen([gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4",
-                            "--no-control-socket", "cloud_portal:create_app()"], env=env,
+    web = subprocess.Popen([gunicorn, "-c", "python:cloud_portal.serving", "--bind", f"127.0.0.1:{port}", "--workers", "2",
+                            "--threads", "4", "--no-control-socket", "cloud_portal:create_app()"], env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     worker = subprocess.Popen(cli + ["worker", "--threads", "2"], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)

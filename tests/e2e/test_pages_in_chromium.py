@@ -45,7 +45,7 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
                 totp[parts[0]] = parts[-1]
     port = free_port()
     gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent))
-    server = subprocess.Popen([gunicorn or "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2",
+    server = subprocess.Popen([gunicorn or "gunicorn", "-c", "python:cloud_portal.serving", "--bind", f"127.0.0.1:{port}", "--workers", "2",
                                "--no-control-socket", "cloud_portal:create_app()"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"

@@ -49,7 +49,7 @@ def sso_portal(tmp_path_factory: pytest.TempPathFactory, oidc_provider: Any) -> 
     for args in (["init"], ["check"], ["tenants", "sync"]):
         subprocess.run(cli + args, env=env, check=True, capture_output=True, timeout=120)
     gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent))
-    server = subprocess.Popen([gunicorn or "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2",
+    server = subprocess.Popen([gunicorn or "gunicorn", "-c", "python:cloud_portal.serving", "--bind", f"127.0.0.1:{port}", "--workers", "2",
                                "--no-control-socket", "cloud_portal:create_app()"], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:

@@ -91,7 +91,7 @@ def test_two_web_nodes_and_two_workers_share_one_database_and_queue(
             port = free_port()
             log = (tmp_path / f"{folder.name}.log").open("w")
             webs.append(subprocess.Popen(
-                [str(Path(sys.executable).parent / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "2",
+                [str(Path(sys.executable).parent / "gunicorn"), "-c", "python:cloud_portal.serving", "--bind", f"127.0.0.1:{port}", "--workers", "2",
                  "--threads", "4", "--no-control-socket", "cloud_portal:create_app()"],
                 env=_env(folder, shared), stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
             bases.append(f"http://127.0.0.1:{port}")
