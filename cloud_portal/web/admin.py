@@ -6,6 +6,7 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
+from wtforms import SelectChoice
 
 from cloud_portal.accounts import service as accounts
 from cloud_portal.accounts.models import User
@@ -38,11 +39,11 @@ def _load_user_for_change(user_id: int) -> User:
     return user
 
 
-def _role_choices(tenants: list[Tenant]) -> list[tuple[str, str]]:
+def _role_choices(tenants: list[Tenant]) -> list[SelectChoice]:
     roles: list[str] = []
     for tenant in tenants:
         roles += [r for r in current_user.assignable_roles(tenant) if r not in roles]
-    return [(r, role_label(r)) for r in roles]
+    return [SelectChoice(r, role_label(r)) for r in roles]
 
 
 @bp.route("/users", methods=["GET", "POST"])
@@ -51,7 +52,7 @@ def users():
     tenants = _manageable_tenants()
     form = AddUserForm()
     locale = str(get_locale() or "en")
-    form.tenant.choices = [(t.id, t.display_name(locale)) for t in tenants]
+    form.tenant.choices = [SelectChoice(t.id, t.display_name(locale)) for t in tenants]
     form.role.choices = _role_choices(tenants)
     status = 200
     if form.validate_on_submit():
@@ -90,7 +91,7 @@ def users():
 def set_role(user_id: int):
     user = _load_user_for_change(user_id)
     form = SetRoleForm(prefix=f"u{user.id}")
-    form.role.choices = [(r, role_label(r)) for r in current_user.assignable_roles(user.tenant)]
+    form.role.choices = [SelectChoice(r, role_label(r)) for r in current_user.assignable_roles(user.tenant)]
     if not form.validate_on_submit():
         flash(_("Choose one of the roles offered."), "error")
         return redirect(url_for("admin.users"))

@@ -10,6 +10,7 @@ from wtforms import (
     HiddenField,
     IntegerField,
     PasswordField,
+    SelectChoice,
     SelectField,
     SelectMultipleField,
     StringField,
@@ -114,8 +115,9 @@ class ResizeForm(FlaskForm):
 class TokenForm(FlaskForm):
     name = StringField(_l("What is the token for?"), validators=[DataRequired(_l("Give the token a name.")),
                                                                  Length(max=80)])
-    scope = SelectField(_l("What may it do?"), choices=[("read", _l("Only read")),
-                                                        ("full", _l("Everything you may do"))], default="full")
+    scope = SelectField(_l("What may it do?"), choices=[SelectChoice("read", _l("Only read")),
+                                                        SelectChoice("full", _l("Everything you may do"))],
+                        default="full")
     days = IntegerField(_l("Days until it expires"), default=90,
                         validators=[DataRequired(_l("Say how many days the token should last.")),
                                     NumberRange(1, 365, _l("A token lasts 1 to 365 days."))])

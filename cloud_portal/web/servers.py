@@ -19,6 +19,7 @@ from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from sqlalchemy import select
+from wtforms import SelectChoice
 
 from cloud_portal.catalog.models import Image, VmSize
 from cloud_portal.catalog.offers import Offer, offers
@@ -58,14 +59,14 @@ def _request_form(kind: str) -> RequestForm:
     form = RequestForm()
     locale = _locale()
     form.kind.data = kind
-    form.catalog_key.choices = [(o.key, f"{o.display_name(locale)} — "
-                                        f"{o.vcpus} vCPU, {o.ram_mib // 1024} GiB, {o.disk_gb} GB — "
-                                        f"£{o.monthly:,.2f}") for o in offers(kind)]
+    form.catalog_key.choices = [SelectChoice(o.key, f"{o.display_name(locale)} — "
+                                                    f"{o.vcpus} vCPU, {o.ram_mib // 1024} GiB, {o.disk_gb} GB — "
+                                                    f"£{o.monthly:,.2f}") for o in offers(kind)]
     images = db.session.scalars(select(Image).where(Image.active.is_(True), Image.kind == m.KIND_VM)
                                 .order_by(Image.name))
-    form.image_key.choices = [(i.key, i.display_name(locale)) for i in images]
+    form.image_key.choices = [SelectChoice(i.key, i.display_name(locale)) for i in images]
     halls = hall_names(locale)
-    form.data_hall.choices = [(h, halls.get(h, h)) for h in current_user.tenant.allowed_halls]
+    form.data_hall.choices = [SelectChoice(h, halls.get(h, h)) for h in current_user.tenant.allowed_halls]
     return form
 
 
@@ -223,13 +224,13 @@ def show_server(server_id: int):
     server = server_service.load_server(current_user, server_id)
     resize = ResizeForm()
     sizes = db.session.scalars(select(VmSize).where(VmSize.active.is_(True)).order_by(VmSize.vcpus, VmSize.ram_mib))
-    resize.size.choices = [(s.key, f"{s.display_name(_locale())} ({s.vcpus} vCPU, {s.ram_mib // 1024} GiB)")
+    resize.size.choices = [SelectChoice(s.key, f"{s.display_name(_locale())} ({s.vcpus} vCPU, {s.ram_mib // 1024} GiB)")
                            for s in sizes if s.flavor != server.flavor]
     from cloud_portal.billing.reports import schedule_savings, server_cost_so_far
     row = timed.schedule_for(server.id)
     weekday_labels = _weekday_labels()
     schedule = ScheduleForm()
-    schedule.days.choices = list(weekday_labels.items())
+    schedule.days.choices = [SelectChoice(day, label) for day, label in weekday_labels.items()]
     if row is not None:
         schedule.days.data, schedule.stop.data, schedule.start.data = row.days, row.stop_at, row.start_at
         schedule.timezone.data = row.timezone
@@ -315,7 +316,7 @@ def transfer(server_id: int):
 def server_action(server_id: int, action: str):
     form = ResizeForm() if action == "resize" else ConfirmForm()
     if action == "resize":
-        form.size.choices = [(s.key, s.key) for s in db.session.scalars(select(VmSize))]
+        form.size.choices = [SelectChoice(s.key) for s in db.session.scalars(select(VmSize))]
     if not form.validate_on_submit():
         flash(_("Choose a size."), "error")
         return redirect(url_for("servers.show_server", server_id=server_id))
