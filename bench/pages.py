@@ -53,7 +53,7 @@ if str(REPO_ROOT) not in sys.path:  # run as a script: bench/pages.py
     sys.path.insert(0, str(REPO_ROOT))
 
 from bench.billing import bench_postgres_url, build_app, prepare_postgres  # noqa: E402
-from tests.helpers import free_port, wait_for_healthz  # noqa: E402
+from tests.helpers import free_port, gunicorn_command, wait_for_healthz  # noqa: E402
 
 PASSWORD = "bench horse battery staple"  # noqa: S105 - throwaway accounts in a throwaway database
 SECRET = "bench-pages-secret-key-" + "p" * 32
@@ -210,9 +210,7 @@ class Portal:
                "CLOUD_PORTAL_TWO_FACTOR_ROLES": "", "CLOUD_PORTAL_LOG_LEVEL": "WARNING"}
         self.log = (instance / "gunicorn.log").open("w")
         self.process = subprocess.Popen(
-            [str(REPO_ROOT / ".venv" / "bin" / "gunicorn"), "-c", "python:cloud_portal.serving",
-             "--bind", f"127.0.0.1:{self.port}", "--workers", "2", "--threads", "4", "--no-control-socket",
-             "cloud_portal:create_app()"],
+            gunicorn_command(self.port),
             cwd=REPO_ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         wait_for_healthz(self.base, self.process)
 

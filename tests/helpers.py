@@ -1,11 +1,14 @@
 """Helpers shared by the tests: one user factory, one sign-in, one free port, one wait for a server."""
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from itertools import count
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -43,6 +46,14 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def gunicorn_command(port: int, *, threads: int = 4) -> list[str]:
+    """The command line that serves the portal on a loopback port as ``make run`` does (2 workers,
+    the worker hooks of cloud_portal.serving), with this interpreter's gunicorn."""
+    gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or "gunicorn"
+    return [gunicorn, "-c", "python:cloud_portal.serving", "--bind", f"127.0.0.1:{port}", "--workers", "2",
+            "--threads", str(threads), "--no-control-socket", "cloud_portal:create_app()"]
 
 
 def wait_for_healthz(base: str, process: subprocess.Popen[Any], timeout_s: float = 60) -> None:

@@ -9,7 +9,6 @@ import csv
 import io
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ import yaml
 from tests.conftest import REPO_ROOT, TENANTS_FILE
 from tests.e2e.journey import look, tab_to
 from tests.e2e.test_pages_in_chromium import _sign_in
-from tests.helpers import free_port, wait_for_healthz
+from tests.helpers import free_port, gunicorn_command, wait_for_healthz
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 #: An organisation of the journeys' own whose limit is one vCPU, so a medium VM (2 vCPUs) is refused
@@ -82,9 +81,7 @@ def cloud_portal(sandbox_cloud: Any, tmp_path_factory: pytest.TempPathFactory) -
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert seeded.returncode == 0, seeded.stderr
     port = free_port()
-    gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent)) or "gunicorn"
-    web = subprocess.Popen([gunicorn, "-c", "python:cloud_portal.serving", "--bind", f"127.0.0.1:{port}", "--workers", "2",
-                            "--threads", "4", "--no-control-socket", "cloud_portal:create_app()"], env=env,
+    web = subprocess.Popen(gunicorn_command(port), env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     worker = subprocess.Popen(cli + ["worker", "--threads", "2"], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)

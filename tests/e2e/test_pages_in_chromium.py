@@ -5,18 +5,16 @@ Screenshots of every role's home page in English and Welsh go to test-artifacts/
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import REPO_ROOT, TENANTS_FILE
 from tests.e2e.accessibility import check_page
-from tests.helpers import free_port, wait_for_healthz
+from tests.helpers import free_port, gunicorn_command, wait_for_healthz
 
 pytestmark = pytest.mark.browser
 SHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
@@ -44,9 +42,7 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
             if "TOTP" in line:
                 totp[parts[0]] = parts[-1]
     port = free_port()
-    gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent))
-    server = subprocess.Popen([gunicorn or "gunicorn", "-c", "python:cloud_portal.serving", "--bind", f"127.0.0.1:{port}", "--workers", "2",
-                               "--no-control-socket", "cloud_portal:create_app()"], env=env,
+    server = subprocess.Popen(gunicorn_command(port, threads=1), env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     try:

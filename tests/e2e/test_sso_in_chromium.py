@@ -5,11 +5,9 @@ test-artifacts/screenshots/sso-*.png."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +16,7 @@ import yaml
 from tests.conftest import TENANTS_FILE
 from tests.e2e.accessibility import check_page
 from tests.e2e.test_pages_in_chromium import SHOTS
-from tests.helpers import free_port, wait_for_healthz
+from tests.helpers import free_port, gunicorn_command, wait_for_healthz
 
 pytestmark = [pytest.mark.browser, pytest.mark.oidc]
 EMAIL = "new.member@torfaen.gov.uk"
@@ -48,9 +46,7 @@ def sso_portal(tmp_path_factory: pytest.TempPathFactory, oidc_provider: Any) -> 
     cli = [sys.executable, "-m", "cloud_portal.cli"]
     for args in (["init"], ["check"], ["tenants", "sync"]):
         subprocess.run(cli + args, env=env, check=True, capture_output=True, timeout=120)
-    gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent))
-    server = subprocess.Popen([gunicorn or "gunicorn", "-c", "python:cloud_portal.serving", "--bind", f"127.0.0.1:{port}", "--workers", "2",
-                               "--no-control-socket", "cloud_portal:create_app()"], env=env,
+    server = subprocess.Popen(gunicorn_command(port, threads=1), env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         wait_for_healthz(base, server)

@@ -29,7 +29,7 @@ from cloud_portal.extensions import db
 from cloud_portal.provisioning import models as m
 from cloud_portal.quotas.service import usage_for_tenant
 from tests.conftest import TENANTS_FILE
-from tests.helpers import create_user, free_port, wait_for_healthz
+from tests.helpers import create_user, free_port, gunicorn_command, wait_for_healthz
 from tests.integration.test_faults import _wait_for, _worker
 from tests.integration.test_recovery import _servers_for_request
 
@@ -91,8 +91,7 @@ def test_two_web_nodes_and_two_workers_share_one_database_and_queue(
             port = free_port()
             log = (tmp_path / f"{folder.name}.log").open("w")
             webs.append(subprocess.Popen(
-                [str(Path(sys.executable).parent / "gunicorn"), "-c", "python:cloud_portal.serving", "--bind", f"127.0.0.1:{port}", "--workers", "2",
-                 "--threads", "4", "--no-control-socket", "cloud_portal:create_app()"],
+                gunicorn_command(port),
                 env=_env(folder, shared), stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
             bases.append(f"http://127.0.0.1:{port}")
         try:
