@@ -89,12 +89,13 @@ def percentile_ms(samples: list[float]) -> dict[str, float]:
 # Databases ------------------------------------------------------------------------------------
 
 def bench_postgres_url() -> str:
-    """``CLOUD_PORTAL_BENCH_DATABASE_URL`` where set; otherwise the local PostgreSQL's bench
-    database, with the server, role and database made ready by scripts/ensure-postgres.sh (a fresh
-    machine has no ``cloud_portal`` role yet)."""
-    explicit = os.environ.get("CLOUD_PORTAL_BENCH_DATABASE_URL")
-    if explicit:
-        return explicit
+    """``CLOUD_PORTAL_BENCH_DATABASE_URL`` where set; otherwise :func:`local_bench_postgres_url`."""
+    return os.environ.get("CLOUD_PORTAL_BENCH_DATABASE_URL") or local_bench_postgres_url()
+
+
+def local_bench_postgres_url() -> str:
+    """The local PostgreSQL's bench database, with the server, role and database made ready by
+    scripts/ensure-postgres.sh (a fresh machine has no ``cloud_portal`` role yet)."""
     out = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "ensure-postgres.sh")], check=True,
                          capture_output=True, text=True,
                          env={**os.environ, "CLOUD_PORTAL_TEST_DB_NAME": make_url(DEFAULT_PG_URL).database or ""})

@@ -18,10 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -33,7 +31,6 @@ from typing import Any
 from sqlalchemy import create_engine, delete, select, text
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-BENCH_DB_NAME = "cloud_portal_bench"
 TENANT_SLUG = "torfaen"
 
 
@@ -56,12 +53,8 @@ class Run:
 
 
 def postgres_url(explicit: str | None) -> str:
-    if explicit:
-        return explicit
-    out = subprocess.run([str(REPO_ROOT / "scripts" / "ensure-postgres.sh")], check=True,
-                         capture_output=True, text=True,
-                         env={**os.environ, "CLOUD_PORTAL_TEST_DB_NAME": BENCH_DB_NAME})
-    return out.stdout.strip().splitlines()[-1]
+    from bench.billing import local_bench_postgres_url
+    return explicit or local_bench_postgres_url()
 
 
 def build_app(url: str, instance: Path) -> Any:
